@@ -1,0 +1,13 @@
+//! sts-gateway: a proxy-wasm filter that mints temporary Ceph RGW S3 credentials.
+//!
+//! Data flow, one module per step:
+//! request (`route`) → extract token (`extract`) → verify (`jwks`, `verify`) → authorize
+//! (`authorize`) → STS request (`session`, `sigv4`, `sts_request`) → callout (`filter`) →
+//! parse (`sts_response`) → response (`credentials`, `error`).
+pub mod credentials;
+pub mod session;
+pub mod sigv4;
+pub mod sts_request;
+pub mod sts_response;
+
+mod placeholder;
