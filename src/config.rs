@@ -1,0 +1,568 @@
+//! The plugin configuration: one JSON document, parsed into typed structs and validated once in
+//! `on_configure`. Every error names the field so an operator can fix it from the Envoy log.
+use serde::Deserialize;
+use std::fmt;
+
+/// Environment variables (Envoy `vm_config.environment_variables`, Istio `vmConfig.env`) that
+/// supply the token-service keys when the plugin configuration leaves them out, so the keys
+/// need not appear in Envoy's config dump.
+pub const ENV_ACCESS_KEY_ID: &str = "STS_GATEWAY_ACCESS_KEY_ID";
+pub const ENV_SECRET_ACCESS_KEY: &str = "STS_GATEWAY_SECRET_ACCESS_KEY";
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub field: String,
+    pub message: String,
+}
+
+impl ConfigError {
+    fn new(field: &str, message: impl Into<String>) -> Self {
+        ConfigError {
+            field: field.to_string(),
+            message: message.into(),
+        }
+    }
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "invalid plugin configuration: {}: {}", self.field, self.message)
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Path prefix the filter owns; everything else passes through.
+    #[serde(default = "default_prefix")]
+    pub prefix: String,
+    /// `realm` of the `WWW-Authenticate` challenge.
+    #[serde(default = "default_realm")]
+    pub realm: String,
+    /// Required member of the token's `aud`.
+    #[serde(default = "default_audience")]
+    pub audience: String,
+    /// Signature algorithms accepted (RSA family only).
+    #[serde(default = "default_algorithms")]
+    pub algorithms: Vec<String>,
+    #[serde(default = "default_clock_skew")]
+    pub clock_skew_seconds: u64,
+    /// Longest token accepted, in bytes; longer ones are refused before any parsing.
+    #[serde(default = "default_max_token_bytes")]
+    pub max_token_bytes: usize,
+    pub issuers: Vec<IssuerConfig>,
+    /// All must hold (logical AND). Default: the gateway's admin rule.
+    #[serde(default = "default_rules")]
+    pub rules: Vec<Rule>,
+    /// Verified-token cache entries per worker; 0 disables the cache.
+    #[serde(default = "default_token_cache_entries")]
+    pub token_cache_entries: usize,
+    pub rgw: RgwConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IssuerConfig {
+    /// Exact `iss` value accepted.
+    pub issuer: String,
+    pub jwks: JwksSource,
+}
+
+/// Where the filter fetches an issuer's keys. Issuers with the same source share one fetch.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JwksSource {
+    pub cluster: String,
+    pub authority: String,
+    pub path: String,
+    #[serde(default = "default_refresh")]
+    pub refresh_seconds: u64,
+    /// An unknown `kid` triggers a refetch at most this often.
+    #[serde(default = "default_min_refetch")]
+    pub min_refetch_seconds: u64,
+    /// Retry delay after a failed fetch (also before the first success).
+    #[serde(default = "default_retry")]
+    pub retry_seconds: u64,
+    #[serde(default = "default_jwks_timeout")]
+    pub timeout_ms: u64,
+    #[serde(default = "default_jwks_max_bytes")]
+    pub max_bytes: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Rule {
+    /// Dot-separated path into the claims, e.g. `resource_access.shasta.roles`.
+    pub claim: String,
+    /// The claim equals this string or is an array containing it.
+    pub contains: String,
+}
+
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RgwConfig {
+    pub cluster: String,
+    /// Host the STS request is sent to and signed for.
+    pub authority: String,
+    /// `EndpointURL` handed to clients.
+    pub endpoint_url: String,
+    pub role_arn: String,
+    #[serde(default)]
+    pub access_key_id: Option<String>,
+    #[serde(default)]
+    pub secret_access_key: Option<String>,
+    #[serde(default = "default_region")]
+    pub region: String,
+    #[serde(default = "default_service")]
+    pub service: String,
+    #[serde(default = "default_duration")]
+    pub duration_seconds: u32,
+    #[serde(default = "default_rgw_timeout")]
+    pub timeout_ms: u64,
+    /// Optional IAM session policy (compact JSON) that narrows the role.
+    #[serde(default)]
+    pub policy: Option<String>,
+}
+
+impl fmt::Debug for RgwConfig {
+    // Hand-written so the secret can never reach a log through `{:?}`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RgwConfig")
+            .field("cluster", &self.cluster)
+            .field("authority", &self.authority)
+            .field("endpoint_url", &self.endpoint_url)
+            .field("role_arn", &self.role_arn)
+            .field("access_key_id", &self.access_key_id)
+            .field("secret_access_key", &"<redacted>")
+            .field("region", &self.region)
+            .field("service", &self.service)
+            .field("duration_seconds", &self.duration_seconds)
+            .field("timeout_ms", &self.timeout_ms)
+            .finish()
+    }
+}
+
+fn default_prefix() -> String {
+    "/apis/sts/".into()
+}
+fn default_realm() -> String {
+    "sts-gateway".into()
+}
+fn default_audience() -> String {
+    "shasta".into()
+}
+fn default_algorithms() -> Vec<String> {
+    vec!["RS256".into()]
+}
+fn default_clock_skew() -> u64 {
+    60
+}
+fn default_max_token_bytes() -> usize {
+    16 * 1024
+}
+fn default_rules() -> Vec<Rule> {
+    vec![Rule {
+        claim: "resource_access.shasta.roles".into(),
+        contains: "admin".into(),
+    }]
+}
+fn default_token_cache_entries() -> usize {
+    4096
+}
+fn default_refresh() -> u64 {
+    300
+}
+fn default_min_refetch() -> u64 {
+    30
+}
+fn default_retry() -> u64 {
+    5
+}
+fn default_jwks_timeout() -> u64 {
+    2000
+}
+fn default_jwks_max_bytes() -> usize {
+    256 * 1024
+}
+fn default_region() -> String {
+    "us-east-1".into()
+}
+fn default_service() -> String {
+    "sts".into()
+}
+fn default_duration() -> u32 {
+    3600
+}
+fn default_rgw_timeout() -> u64 {
+    5000
+}
+
+pub const ALGORITHMS: &[&str] = &["RS256", "RS384", "RS512", "PS256", "PS384", "PS512"];
+
+/// Reads an environment variable of the Wasm VM; injected so tests need not touch the process env.
+pub type EnvLookup<'a> = &'a dyn Fn(&str) -> Option<String>;
+
+impl Config {
+    /// Parses and validates; secrets missing from the JSON are taken from the VM environment.
+    pub fn parse(bytes: &[u8], env: EnvLookup<'_>) -> Result<Config, ConfigError> {
+        let de = &mut serde_json::Deserializer::from_slice(bytes);
+        let mut config: Config = serde_path_to_error::deserialize(de).map_err(|e| {
+            let path = e.path().to_string();
+            let field = if path == "." { "(root)".to_string() } else { path };
+            ConfigError::new(&field, e.into_inner().to_string())
+        })?;
+        config.fill_secrets_from_env(env);
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn fill_secrets_from_env(&mut self, env: EnvLookup<'_>) {
+        if self.rgw.access_key_id.is_none() {
+            self.rgw.access_key_id = env(ENV_ACCESS_KEY_ID);
+        }
+        if self.rgw.secret_access_key.is_none() {
+            self.rgw.secret_access_key = env(ENV_SECRET_ACCESS_KEY);
+        }
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        if !self.prefix.starts_with('/') || !self.prefix.ends_with('/') {
+            return Err(ConfigError::new("prefix", "must start and end with '/'"));
+        }
+        if self.realm.contains('"') || self.realm.chars().any(char::is_control) {
+            return Err(ConfigError::new("realm", "must not contain quotes or control characters"));
+        }
+        require_non_empty("audience", &self.audience)?;
+        if self.algorithms.is_empty() {
+            return Err(ConfigError::new("algorithms", "must name at least one algorithm"));
+        }
+        for (i, alg) in self.algorithms.iter().enumerate() {
+            if !ALGORITHMS.contains(&alg.as_str()) {
+                return Err(ConfigError::new(
+                    &format!("algorithms[{i}]"),
+                    format!("unsupported algorithm {alg:?}; allowed: {}", ALGORITHMS.join(", ")),
+                ));
+            }
+        }
+        if self.clock_skew_seconds > 600 {
+            return Err(ConfigError::new("clock_skew_seconds", "must be at most 600"));
+        }
+        if !(256..=1024 * 1024).contains(&self.max_token_bytes) {
+            return Err(ConfigError::new("max_token_bytes", "must be between 256 and 1048576"));
+        }
+        if self.issuers.is_empty() {
+            return Err(ConfigError::new("issuers", "must list at least one issuer"));
+        }
+        for (i, issuer) in self.issuers.iter().enumerate() {
+            issuer.validate(&format!("issuers[{i}]"))?;
+            if self.issuers[..i].iter().any(|other| other.issuer == issuer.issuer) {
+                return Err(ConfigError::new(&format!("issuers[{i}].issuer"), "duplicate issuer"));
+            }
+        }
+        for (i, rule) in self.rules.iter().enumerate() {
+            if rule.claim.is_empty() || rule.claim.split('.').any(str::is_empty) {
+                return Err(ConfigError::new(
+                    &format!("rules[{i}].claim"),
+                    "must be a dot-separated claim path",
+                ));
+            }
+        }
+        if self.token_cache_entries > 1_000_000 {
+            return Err(ConfigError::new("token_cache_entries", "must be at most 1000000"));
+        }
+        self.rgw.validate()
+    }
+
+    /// Distinct JWKS sources, in first-seen order; issuers map onto them by index.
+    pub fn jwks_sources(&self) -> Vec<&JwksSource> {
+        let mut sources: Vec<&JwksSource> = Vec::new();
+        for issuer in &self.issuers {
+            if !sources.contains(&&issuer.jwks) {
+                sources.push(&issuer.jwks);
+            }
+        }
+        sources
+    }
+
+    /// Issuers whose keys come from the source at `index` of [`Config::jwks_sources`].
+    pub fn issuers_of_source(&self, index: usize) -> Vec<String> {
+        let sources = self.jwks_sources();
+        match sources.get(index) {
+            Some(source) => self
+                .issuers
+                .iter()
+                .filter(|i| &&i.jwks == source)
+                .map(|i| i.issuer.clone())
+                .collect(),
+            None => Vec::new(),
+        }
+    }
+}
+
+impl IssuerConfig {
+    fn validate(&self, at: &str) -> Result<(), ConfigError> {
+        require_non_empty(&format!("{at}.issuer"), &self.issuer)?;
+        let j = &self.jwks;
+        require_non_empty(&format!("{at}.jwks.cluster"), &j.cluster)?;
+        require_non_empty(&format!("{at}.jwks.authority"), &j.authority)?;
+        if !j.path.starts_with('/') {
+            return Err(ConfigError::new(&format!("{at}.jwks.path"), "must start with '/'"));
+        }
+        if !(10..=86_400).contains(&j.refresh_seconds) {
+            return Err(ConfigError::new(
+                &format!("{at}.jwks.refresh_seconds"),
+                "must be between 10 and 86400",
+            ));
+        }
+        if j.min_refetch_seconds > j.refresh_seconds {
+            return Err(ConfigError::new(
+                &format!("{at}.jwks.min_refetch_seconds"),
+                "must not exceed refresh_seconds",
+            ));
+        }
+        if !(1..=3600).contains(&j.retry_seconds) {
+            return Err(ConfigError::new(
+                &format!("{at}.jwks.retry_seconds"),
+                "must be between 1 and 3600",
+            ));
+        }
+        if !(100..=60_000).contains(&j.timeout_ms) {
+            return Err(ConfigError::new(
+                &format!("{at}.jwks.timeout_ms"),
+                "must be between 100 and 60000",
+            ));
+        }
+        if !(1024..=16 * 1024 * 1024).contains(&j.max_bytes) {
+            return Err(ConfigError::new(
+                &format!("{at}.jwks.max_bytes"),
+                "must be between 1024 and 16777216",
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl RgwConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        require_non_empty("rgw.cluster", &self.cluster)?;
+        require_non_empty("rgw.authority", &self.authority)?;
+        if !(self.endpoint_url.starts_with("http://") || self.endpoint_url.starts_with("https://"))
+        {
+            return Err(ConfigError::new("rgw.endpoint_url", "must be an http:// or https:// URL"));
+        }
+        require_non_empty("rgw.role_arn", &self.role_arn)?;
+        if !self.role_arn.starts_with("arn:") || !self.role_arn.contains('/') {
+            return Err(ConfigError::new(
+                "rgw.role_arn",
+                "must be an ARN naming a role, e.g. arn:aws:iam:::role/NAME",
+            ));
+        }
+        match &self.access_key_id {
+            Some(k) if !k.is_empty() => {}
+            _ => {
+                return Err(ConfigError::new(
+                    "rgw.access_key_id",
+                    format!("missing: set it here or in the VM environment as {ENV_ACCESS_KEY_ID}"),
+                ))
+            }
+        }
+        match &self.secret_access_key {
+            Some(k) if !k.is_empty() => {}
+            _ => {
+                return Err(ConfigError::new(
+                    "rgw.secret_access_key",
+                    format!(
+                        "missing: set it here or in the VM environment as {ENV_SECRET_ACCESS_KEY}"
+                    ),
+                ))
+            }
+        }
+        if self.service.is_empty() || self.service.contains('/') || self.region.contains('/') {
+            return Err(ConfigError::new("rgw.service", "must be non-empty and contain no '/'"));
+        }
+        if !(900..=43_200).contains(&self.duration_seconds) {
+            return Err(ConfigError::new(
+                "rgw.duration_seconds",
+                "must be between 900 and 43200",
+            ));
+        }
+        if !(100..=60_000).contains(&self.timeout_ms) {
+            return Err(ConfigError::new("rgw.timeout_ms", "must be between 100 and 60000"));
+        }
+        if let Some(policy) = &self.policy {
+            if policy.len() > 2048 || serde_json::from_str::<serde_json::Value>(policy).is_err() {
+                return Err(ConfigError::new(
+                    "rgw.policy",
+                    "must be a JSON document of at most 2048 characters",
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    pub fn access_key_id(&self) -> &str {
+        self.access_key_id.as_deref().unwrap_or_default()
+    }
+
+    pub fn secret_access_key(&self) -> &str {
+        self.secret_access_key.as_deref().unwrap_or_default()
+    }
+}
+
+fn require_non_empty(field: &str, value: &str) -> Result<(), ConfigError> {
+    if value.trim().is_empty() {
+        Err(ConfigError::new(field, "must not be empty"))
+    } else {
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::{json, Value};
+
+    fn no_env(_: &str) -> Option<String> {
+        None
+    }
+
+    pub(crate) fn sample() -> Value {
+        json!({
+            "issuers": [{"issuer": "https://api-gw-service-nmn.local/keycloak/realms/shasta",
+                         "jwks": {"cluster": "keycloak", "authority": "kc", "path": "/jwks"}}],
+            "rgw": {"cluster": "rgw", "authority": "rgw.local:8080",
+                    "endpoint_url": "http://rgw.local:8080", "role_arn": "arn:aws:iam:::user/STS",
+                    "access_key_id": "AKID", "secret_access_key": "SECRET"}
+        })
+    }
+
+    fn parse(v: &Value) -> Result<Config, ConfigError> {
+        Config::parse(v.to_string().as_bytes(), &no_env)
+    }
+
+    fn err_field(v: &Value) -> String {
+        match parse(v) {
+            Err(e) => e.field,
+            Ok(_) => "accepted".into(),
+        }
+    }
+
+    #[test]
+    fn defaults() {
+        let c = parse(&sample()).unwrap();
+        assert_eq!(c.prefix, "/apis/sts/");
+        assert_eq!(c.audience, "shasta");
+        assert_eq!(c.algorithms, vec!["RS256"]);
+        assert_eq!(c.clock_skew_seconds, 60);
+        assert_eq!(c.rules, default_rules());
+        assert_eq!(c.rgw.duration_seconds, 3600);
+        assert_eq!(c.rgw.region, "us-east-1");
+        assert_eq!(c.rgw.service, "sts");
+        assert_eq!(c.issuers[0].jwks.refresh_seconds, 300);
+    }
+
+    #[test]
+    fn missing_and_unknown_fields_are_named() {
+        let mut v = sample();
+        v["rgw"].as_object_mut().unwrap().remove("cluster");
+        let e = parse(&v).unwrap_err();
+        assert_eq!(e.field, "rgw");
+        assert!(e.message.contains("cluster"), "{e}");
+
+        let mut v = sample();
+        v.as_object_mut().unwrap().remove("rgw");
+        assert!(parse(&v).unwrap_err().message.contains("rgw"));
+
+        let mut v = sample();
+        v["rgw"]["secret_acces_key"] = json!("x");
+        let e = parse(&v).unwrap_err();
+        assert!(e.to_string().contains("secret_acces_key"), "{e}");
+
+        let mut v = sample();
+        v["rgw"]["duration_seconds"] = json!("3600");
+        assert_eq!(err_field(&v), "rgw.duration_seconds");
+
+        assert_eq!(Config::parse(b"not json", &no_env).unwrap_err().field, "(root)");
+        assert_eq!(Config::parse(b"", &no_env).unwrap_err().field, "(root)");
+    }
+
+    #[test]
+    fn every_validation_names_its_field() {
+        let cases: Vec<(&str, Box<dyn Fn(&mut Value)>)> = vec![
+            ("prefix", Box::new(|v| v["prefix"] = json!("apis/sts"))),
+            ("realm", Box::new(|v| v["realm"] = json!("a\"b"))),
+            ("audience", Box::new(|v| v["audience"] = json!(""))),
+            ("algorithms", Box::new(|v| v["algorithms"] = json!([]))),
+            ("algorithms[1]", Box::new(|v| v["algorithms"] = json!(["RS256", "HS256"]))),
+            ("algorithms[0]", Box::new(|v| v["algorithms"] = json!(["none"]))),
+            ("clock_skew_seconds", Box::new(|v| v["clock_skew_seconds"] = json!(3600))),
+            ("max_token_bytes", Box::new(|v| v["max_token_bytes"] = json!(10))),
+            ("issuers", Box::new(|v| v["issuers"] = json!([]))),
+            ("issuers[0].issuer", Box::new(|v| v["issuers"][0]["issuer"] = json!(" "))),
+            ("issuers[0].jwks.cluster", Box::new(|v| v["issuers"][0]["jwks"]["cluster"] = json!(""))),
+            ("issuers[0].jwks.authority", Box::new(|v| v["issuers"][0]["jwks"]["authority"] = json!(""))),
+            ("issuers[0].jwks.path", Box::new(|v| v["issuers"][0]["jwks"]["path"] = json!("jwks"))),
+            ("issuers[0].jwks.refresh_seconds", Box::new(|v| v["issuers"][0]["jwks"]["refresh_seconds"] = json!(1))),
+            ("issuers[0].jwks.min_refetch_seconds", Box::new(|v| v["issuers"][0]["jwks"]["min_refetch_seconds"] = json!(1000))),
+            ("issuers[0].jwks.retry_seconds", Box::new(|v| v["issuers"][0]["jwks"]["retry_seconds"] = json!(0))),
+            ("issuers[0].jwks.timeout_ms", Box::new(|v| v["issuers"][0]["jwks"]["timeout_ms"] = json!(5))),
+            ("issuers[0].jwks.max_bytes", Box::new(|v| v["issuers"][0]["jwks"]["max_bytes"] = json!(5))),
+            ("issuers[1].issuer", Box::new(|v| { let i = v["issuers"][0].clone(); v["issuers"].as_array_mut().unwrap().push(i) })),
+            ("rules[0].claim", Box::new(|v| v["rules"] = json!([{"claim": "a..b", "contains": "x"}]))),
+            ("token_cache_entries", Box::new(|v| v["token_cache_entries"] = json!(10_000_000))),
+            ("rgw.cluster", Box::new(|v| v["rgw"]["cluster"] = json!(""))),
+            ("rgw.authority", Box::new(|v| v["rgw"]["authority"] = json!(""))),
+            ("rgw.endpoint_url", Box::new(|v| v["rgw"]["endpoint_url"] = json!("rgw:8080"))),
+            ("rgw.role_arn", Box::new(|v| v["rgw"]["role_arn"] = json!("STS"))),
+            ("rgw.access_key_id", Box::new(|v| v["rgw"]["access_key_id"] = json!(""))),
+            ("rgw.secret_access_key", Box::new(|v| { v["rgw"].as_object_mut().unwrap().remove("secret_access_key"); })),
+            ("rgw.service", Box::new(|v| v["rgw"]["service"] = json!(""))),
+            ("rgw.duration_seconds", Box::new(|v| v["rgw"]["duration_seconds"] = json!(899))),
+            ("rgw.duration_seconds", Box::new(|v| v["rgw"]["duration_seconds"] = json!(43201))),
+            ("rgw.timeout_ms", Box::new(|v| v["rgw"]["timeout_ms"] = json!(0))),
+            ("rgw.policy", Box::new(|v| v["rgw"]["policy"] = json!("{not json"))),
+        ];
+        for (field, mutate) in cases {
+            let mut v = sample();
+            mutate(&mut v);
+            assert_eq!(err_field(&v), field, "case {field}: {v}");
+        }
+    }
+
+    #[test]
+    fn secrets_from_environment() {
+        let mut v = sample();
+        let rgw = v["rgw"].as_object_mut().unwrap();
+        rgw.remove("access_key_id");
+        rgw.remove("secret_access_key");
+        let env = |name: &str| match name {
+            ENV_ACCESS_KEY_ID => Some("ENVKEY".to_string()),
+            ENV_SECRET_ACCESS_KEY => Some("ENVSECRET".to_string()),
+            _ => None,
+        };
+        let c = Config::parse(v.to_string().as_bytes(), &env).unwrap();
+        assert_eq!(c.rgw.access_key_id(), "ENVKEY");
+        assert_eq!(c.rgw.secret_access_key(), "ENVSECRET");
+        assert!(!format!("{:?}", c.rgw).contains("ENVSECRET"));
+        // Without the environment, the error names the field and the variable.
+        let e = parse(&v).unwrap_err();
+        assert_eq!(e.field, "rgw.access_key_id");
+        assert!(e.message.contains(ENV_ACCESS_KEY_ID));
+    }
+
+    #[test]
+    fn shared_jwks_sources() {
+        let mut v = sample();
+        let mut second = v["issuers"][0].clone();
+        second["issuer"] = json!("http://keycloak:8080/keycloak/realms/shasta");
+        let mut third = v["issuers"][0].clone();
+        third["issuer"] = json!("https://auth.cmn.example/keycloak/realms/shasta");
+        third["jwks"]["cluster"] = json!("other");
+        v["issuers"].as_array_mut().unwrap().extend([second, third]);
+        let c = parse(&v).unwrap();
+        assert_eq!(c.jwks_sources().len(), 2);
+        assert_eq!(c.issuers_of_source(0).len(), 2);
+        assert_eq!(c.issuers_of_source(1), vec!["https://auth.cmn.example/keycloak/realms/shasta"]);
+        assert!(c.issuers_of_source(2).is_empty());
+    }
+}

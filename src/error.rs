@@ -1,0 +1,183 @@
+//! Every way a request can end short of a 201, and the one place each maps to an HTTP answer.
+//! Bodies and headers never carry the token, a key or anything RGW returned but its error code.
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Error {
+    NotFound,
+    MethodNotAllowed { allow: &'static str },
+    /// No bearer token: RFC 6750 challenge without an error code.
+    MissingToken,
+    /// The token is malformed, badly signed, or has the wrong issuer/audience.
+    InvalidToken(&'static str),
+    Expired,
+    /// No keys were ever fetched for the token's issuer: retry soon, the token may be fine.
+    KeysUnavailable,
+    Forbidden(&'static str),
+    /// RGW answered with an error (its status and sanitized error code).
+    Rgw { status: u16, code: String },
+    RgwUnavailable,
+    RgwTimeout,
+    RgwBadAnswer(&'static str),
+}
+
+/// A complete local reply.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Answer {
+    pub status: u32,
+    pub headers: Vec<(&'static str, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Error {
+    /// Short stable label for metrics and the access log.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Error::NotFound => "not_found",
+            Error::MethodNotAllowed { .. } => "method_not_allowed",
+            Error::MissingToken => "missing",
+            Error::InvalidToken(_) => "invalid",
+            Error::Expired => "expired",
+            Error::KeysUnavailable => "keys_unavailable",
+            Error::Forbidden(_) => "forbidden",
+            Error::Rgw { .. } => "rgw_error",
+            Error::RgwUnavailable => "rgw_unavailable",
+            Error::RgwTimeout => "rgw_timeout",
+            Error::RgwBadAnswer(_) => "rgw_bad_answer",
+        }
+    }
+
+    pub fn status(&self) -> u32 {
+        match self {
+            Error::NotFound => 404,
+            Error::MethodNotAllowed { .. } => 405,
+            Error::MissingToken | Error::InvalidToken(_) | Error::Expired => 401,
+            Error::KeysUnavailable | Error::RgwUnavailable => 503,
+            Error::Forbidden(_) => 403,
+            Error::Rgw { .. } | Error::RgwBadAnswer(_) => 502,
+            Error::RgwTimeout => 504,
+        }
+    }
+
+    fn detail(&self) -> String {
+        match self {
+            Error::NotFound => "no such endpoint".into(),
+            Error::MethodNotAllowed { allow } => format!("method not allowed; use {allow}"),
+            Error::MissingToken => "a bearer token is required".into(),
+            Error::InvalidToken(why) => format!("invalid token: {why}"),
+            Error::Expired => "invalid token: the token has expired".into(),
+            Error::KeysUnavailable => "the issuer's signing keys are not available yet".into(),
+            Error::Forbidden(why) => format!("forbidden: {why}"),
+            Error::Rgw { status, code } => {
+                format!("the object store refused the credentials request: {code} (HTTP {status})")
+            }
+            Error::RgwUnavailable => "the object store is unavailable".into(),
+            Error::RgwTimeout => "the object store did not answer in time".into(),
+            Error::RgwBadAnswer(why) => format!("the object store gave an unusable answer: {why}"),
+        }
+    }
+
+    pub fn answer(&self, realm: &str) -> Answer {
+        let status = self.status();
+        let mut headers: Vec<(&'static str, String)> = vec![
+            ("content-type", "application/problem+json".into()),
+            ("cache-control", "no-store".into()),
+        ];
+        match self {
+            Error::MissingToken => {
+                headers.push(("www-authenticate", format!("Bearer realm=\"{realm}\"")));
+            }
+            Error::InvalidToken(_) | Error::Expired => {
+                let description = self.detail().replace('"', "'");
+                headers.push((
+                    "www-authenticate",
+                    format!(
+                        "Bearer realm=\"{realm}\", error=\"invalid_token\", error_description=\"{description}\""
+                    ),
+                ));
+            }
+            Error::Forbidden(_) => {
+                headers.push((
+                    "www-authenticate",
+                    format!("Bearer realm=\"{realm}\", error=\"insufficient_scope\""),
+                ));
+            }
+            Error::MethodNotAllowed { allow } => headers.push(("allow", (*allow).to_string())),
+            Error::KeysUnavailable | Error::RgwUnavailable => {
+                headers.push(("retry-after", "5".into()))
+            }
+            _ => {}
+        }
+        let mut body = serde_json::json!({
+            "detail": self.detail(),
+            "status": status,
+            "title": title(status),
+            "type": "about:blank",
+        });
+        if let Error::Rgw { code, .. } = self {
+            body["code"] = serde_json::Value::String(code.clone());
+        }
+        Answer {
+            status,
+            headers,
+            body: body.to_string().into_bytes(),
+        }
+    }
+}
+
+fn title(status: u32) -> &'static str {
+    match status {
+        401 => "Unauthorized",
+        403 => "Forbidden",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        502 => "Bad Gateway",
+        503 => "Service Unavailable",
+        504 => "Gateway Timeout",
+        _ => "Error",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn header<'a>(a: &'a Answer, name: &str) -> Option<&'a str> {
+        a.headers.iter().find(|(n, _)| *n == name).map(|(_, v)| v.as_str())
+    }
+
+    #[test]
+    fn statuses_and_challenges() {
+        let a = Error::MissingToken.answer("sts");
+        assert_eq!(a.status, 401);
+        assert_eq!(header(&a, "www-authenticate"), Some("Bearer realm=\"sts\""));
+
+        let a = Error::Expired.answer("sts");
+        assert_eq!(a.status, 401);
+        assert!(header(&a, "www-authenticate").unwrap().contains("error=\"invalid_token\""));
+
+        let a = Error::KeysUnavailable.answer("sts");
+        assert_eq!((a.status, header(&a, "retry-after")), (503, Some("5")));
+
+        let a = Error::MethodNotAllowed { allow: "PUT" }.answer("sts");
+        assert_eq!((a.status, header(&a, "allow")), (405, Some("PUT")));
+
+        assert_eq!(Error::Forbidden("x").answer("r").status, 403);
+        assert_eq!(Error::RgwTimeout.answer("r").status, 504);
+        assert_eq!(Error::RgwUnavailable.answer("r").status, 503);
+        assert_eq!(Error::RgwBadAnswer("x").answer("r").status, 502);
+        assert_eq!(Error::NotFound.answer("r").status, 404);
+    }
+
+    #[test]
+    fn problem_json_body() {
+        let a = Error::Rgw { status: 403, code: "AccessDenied".into() }.answer("r");
+        assert_eq!(a.status, 502);
+        let v: serde_json::Value = serde_json::from_slice(&a.body).unwrap();
+        assert_eq!(v["status"], 502);
+        assert_eq!(v["title"], "Bad Gateway");
+        assert_eq!(v["type"], "about:blank");
+        assert_eq!(v["code"], "AccessDenied");
+        assert!(v["detail"].as_str().unwrap().contains("AccessDenied"));
+        assert_eq!(header(&a, "content-type"), Some("application/problem+json"));
+    }
+}

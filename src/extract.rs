@@ -1,0 +1,96 @@
+//! Finds the bearer token: `Authorization: Bearer <jwt>` (RFC 6750), else
+//! `X-Forwarded-Access-Token`. A token in the query string is never looked at.
+use crate::error::Error;
+
+/// `headers` are the request headers as Envoy hands them over (names lower-case).
+pub fn bearer_token(headers: &[(String, String)], max_bytes: usize) -> Result<&str, Error> {
+    let mut authorization = headers.iter().filter(|(n, _)| n == "authorization");
+    let token = match (authorization.next(), authorization.next()) {
+        (Some(_), Some(_)) => return Err(Error::InvalidToken("more than one Authorization header")),
+        (Some((_, value)), None) => from_authorization(value)?,
+        (None, _) => {
+            let mut forwarded = headers.iter().filter(|(n, _)| n == "x-forwarded-access-token");
+            match (forwarded.next(), forwarded.next()) {
+                (Some(_), Some(_)) => {
+                    return Err(Error::InvalidToken(
+                        "more than one X-Forwarded-Access-Token header",
+                    ))
+                }
+                (Some((_, value)), None) => value.trim(),
+                (None, _) => return Err(Error::MissingToken),
+            }
+        }
+    };
+    check_syntax(token, max_bytes)?;
+    Ok(token)
+}
+
+fn from_authorization(value: &str) -> Result<&str, Error> {
+    let value = value.trim();
+    let (scheme, rest) = value.split_once(' ').unwrap_or((value, ""));
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        // Another scheme (Basic, ...) is not a bearer token: challenge as if none was sent.
+        return Err(Error::MissingToken);
+    }
+    Ok(rest.trim())
+}
+
+/// RFC 6750 b64token syntax, three dot-separated parts, bounded size: cheap checks that keep
+/// hostile input away from the JSON and RSA code.
+fn check_syntax(token: &str, max_bytes: usize) -> Result<(), Error> {
+    if token.is_empty() {
+        return Err(Error::InvalidToken("empty bearer token"));
+    }
+    if token.len() > max_bytes {
+        return Err(Error::InvalidToken("token too large"));
+    }
+    if token.split('.').count() != 3 {
+        return Err(Error::InvalidToken("token is not a compact JWS (three parts)"));
+    }
+    let b64url = |c: char| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.';
+    if !token.chars().all(b64url) {
+        return Err(Error::InvalidToken("token is not base64url"));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn h(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect()
+    }
+    const T: &str = "aaa.bbb.ccc";
+
+    #[test]
+    fn bearer_and_forwarded() {
+        assert_eq!(bearer_token(&h(&[("authorization", "Bearer aaa.bbb.ccc")]), 100), Ok(T));
+        assert_eq!(bearer_token(&h(&[("authorization", "bearer  aaa.bbb.ccc ")]), 100), Ok(T));
+        assert_eq!(bearer_token(&h(&[("x-forwarded-access-token", T)]), 100), Ok(T));
+        // Authorization wins over the forwarded header.
+        let both = h(&[("x-forwarded-access-token", "x.y.z"), ("authorization", "Bearer aaa.bbb.ccc")]);
+        assert_eq!(bearer_token(&both, 100), Ok(T));
+    }
+
+    #[test]
+    fn missing() {
+        assert_eq!(bearer_token(&h(&[(":path", "/apis/sts/token?access_token=a.b.c")]), 100), Err(Error::MissingToken));
+        assert_eq!(bearer_token(&h(&[("authorization", "Basic dXNlcjpwYXNz")]), 100), Err(Error::MissingToken));
+    }
+
+    #[test]
+    fn malformed() {
+        let bad = |headers: &[(&str, &str)]| matches!(bearer_token(&h(headers), 100), Err(Error::InvalidToken(_)));
+        assert!(bad(&[("authorization", "Bearer")]));
+        assert!(bad(&[("authorization", "Bearer ")]));
+        assert!(bad(&[("authorization", "Bearer a.b")]));
+        assert!(bad(&[("authorization", "Bearer a.b.c.d")]));
+        assert!(bad(&[("authorization", "Bearer a.b+.c")]));
+        assert!(bad(&[("authorization", "Bearer a.b.c\u{7}")]));
+        assert!(bad(&[("authorization", "Bearer a.b.c"), ("authorization", "Bearer a.b.c")]));
+        assert!(bad(&[("x-forwarded-access-token", "a.b.c"), ("x-forwarded-access-token", "a.b.c")]));
+        let big = format!("Bearer {}.b.c", "a".repeat(200));
+        assert!(bad(&[("authorization", big.as_str())]));
+    }
+}

@@ -1,0 +1,281 @@
+//! An issuer's JSON Web Key Set, parsed once per change into ready-to-use verifying keys.
+use jwt_simple::algorithms::{
+    PS256PublicKey, PS384PublicKey, PS512PublicKey, RS256PublicKey, RS384PublicKey,
+    RS512PublicKey, RSAPublicKeyLike,
+};
+use jwt_simple::common::VerificationOptions;
+use jwt_simple::prelude::JWTClaims;
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+
+/// Claims of a verified token: the registered ones typed, every other one kept as JSON.
+pub type Claims = JWTClaims<serde_json::Map<String, serde_json::Value>>;
+
+/// Keys beyond this many are ignored: a JWKS is a handful of keys, not a denial-of-service vector.
+const MAX_KEYS: usize = 64;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JwksError {
+    NotJson,
+    NoUsableKey,
+}
+
+impl JwksError {
+    pub fn reason(&self) -> &'static str {
+        match self {
+            JwksError::NotJson => "not a JSON Web Key Set",
+            JwksError::NoUsableKey => "no usable signing key",
+        }
+    }
+}
+
+/// One public key, prepared for one algorithm.
+pub enum VerifyingKey {
+    RS256(RS256PublicKey),
+    RS384(RS384PublicKey),
+    RS512(RS512PublicKey),
+    PS256(PS256PublicKey),
+    PS384(PS384PublicKey),
+    PS512(PS512PublicKey),
+}
+
+impl VerifyingKey {
+    fn new(alg: &str, n: &[u8], e: &[u8]) -> Option<VerifyingKey> {
+        Some(match alg {
+            "RS256" => VerifyingKey::RS256(RS256PublicKey::from_components(n, e).ok()?),
+            "RS384" => VerifyingKey::RS384(RS384PublicKey::from_components(n, e).ok()?),
+            "RS512" => VerifyingKey::RS512(RS512PublicKey::from_components(n, e).ok()?),
+            "PS256" => VerifyingKey::PS256(PS256PublicKey::from_components(n, e).ok()?),
+            "PS384" => VerifyingKey::PS384(PS384PublicKey::from_components(n, e).ok()?),
+            "PS512" => VerifyingKey::PS512(PS512PublicKey::from_components(n, e).ok()?),
+            _ => return None,
+        })
+    }
+
+    pub fn alg(&self) -> &'static str {
+        match self {
+            VerifyingKey::RS256(_) => "RS256",
+            VerifyingKey::RS384(_) => "RS384",
+            VerifyingKey::RS512(_) => "RS512",
+            VerifyingKey::PS256(_) => "PS256",
+            VerifyingKey::PS384(_) => "PS384",
+            VerifyingKey::PS512(_) => "PS512",
+        }
+    }
+
+    /// Signature check plus jwt-simple's standard claim checks under `options`.
+    pub fn verify(
+        &self,
+        token: &str,
+        options: VerificationOptions,
+    ) -> Result<Claims, jwt_simple::Error> {
+        let options = Some(options);
+        match self {
+            VerifyingKey::RS256(k) => k.verify_token(token, options),
+            VerifyingKey::RS384(k) => k.verify_token(token, options),
+            VerifyingKey::RS512(k) => k.verify_token(token, options),
+            VerifyingKey::PS256(k) => k.verify_token(token, options),
+            VerifyingKey::PS384(k) => k.verify_token(token, options),
+            VerifyingKey::PS512(k) => k.verify_token(token, options),
+        }
+    }
+}
+
+/// A JWK usable for signatures.
+pub struct Jwk {
+    pub kid: Option<String>,
+    /// SHA-256 of the key material: a cached verification stays valid only while a key with
+    /// this `kid` and this fingerprint is published.
+    pub fingerprint: [u8; 32],
+    pub verifiers: Vec<VerifyingKey>,
+}
+
+impl Jwk {
+    pub fn verifier(&self, alg: &str) -> Option<&VerifyingKey> {
+        self.verifiers.iter().find(|v| v.alg() == alg)
+    }
+}
+
+pub struct KeySet {
+    pub keys: Vec<Jwk>,
+}
+
+#[derive(Deserialize)]
+struct RawJwks {
+    keys: Vec<RawJwk>,
+}
+
+#[derive(Deserialize)]
+struct RawJwk {
+    kty: Option<String>,
+    #[serde(rename = "use")]
+    use_: Option<String>,
+    alg: Option<String>,
+    kid: Option<String>,
+    n: Option<String>,
+    e: Option<String>,
+}
+
+impl KeySet {
+    /// Parses a JWKS document; `algorithms` are the ones the configuration allows. Keys for
+    /// encryption (`use: enc`), of other types, or unusable for every allowed algorithm are
+    /// skipped; a set with no usable key is an error so the last good set is kept.
+    pub fn parse(body: &[u8], algorithms: &[String]) -> Result<KeySet, JwksError> {
+        let raw: RawJwks = serde_json::from_slice(body).map_err(|_| JwksError::NotJson)?;
+        let keys: Vec<Jwk> = raw
+            .keys
+            .iter()
+            .take(MAX_KEYS)
+            .filter_map(|k| prepare(k, algorithms))
+            .collect();
+        if keys.is_empty() {
+            return Err(JwksError::NoUsableKey);
+        }
+        Ok(KeySet { keys })
+    }
+
+    pub fn by_kid(&self, kid: &str) -> Option<&Jwk> {
+        self.keys.iter().find(|k| k.kid.as_deref() == Some(kid))
+    }
+
+    /// The one key that can verify `alg`, for tokens without a `kid`; `None` when ambiguous.
+    pub fn single_for(&self, alg: &str) -> Option<&Jwk> {
+        let mut fitting = self.keys.iter().filter(|k| k.verifier(alg).is_some());
+        match (fitting.next(), fitting.next()) {
+            (Some(k), None) => Some(k),
+            _ => None,
+        }
+    }
+
+    pub fn has(&self, kid: Option<&str>, fingerprint: &[u8; 32]) -> bool {
+        self.keys
+            .iter()
+            .any(|k| k.kid.as_deref() == kid && &k.fingerprint == fingerprint)
+    }
+}
+
+fn prepare(raw: &RawJwk, algorithms: &[String]) -> Option<Jwk> {
+    if raw.kty.as_deref() != Some("RSA") {
+        return None;
+    }
+    if matches!(raw.use_.as_deref(), Some(u) if u != "sig") {
+        return None;
+    }
+    let n = URL_SAFE_NO_PAD.decode(raw.n.as_deref()?.trim_end_matches('=')).ok()?;
+    let e = URL_SAFE_NO_PAD.decode(raw.e.as_deref()?.trim_end_matches('=')).ok()?;
+    let verifiers: Vec<VerifyingKey> = algorithms
+        .iter()
+        .filter(|alg| raw.alg.as_deref().is_none_or(|a| a == alg.as_str()))
+        .filter_map(|alg| VerifyingKey::new(alg, &n, &e))
+        .collect();
+    if verifiers.is_empty() {
+        return None;
+    }
+    let mut hash = Sha256::new();
+    hash.update((n.len() as u64).to_be_bytes());
+    hash.update(&n);
+    hash.update(&e);
+    Some(Jwk {
+        kid: raw.kid.clone(),
+        fingerprint: hash.finalize().into(),
+        verifiers,
+    })
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use jwt_simple::algorithms::RS256KeyPair;
+    use std::sync::OnceLock;
+
+    /// Test keys are slow to generate: make two once and share them.
+    pub fn keypairs() -> &'static [RS256KeyPair; 2] {
+        static KEYS: OnceLock<[RS256KeyPair; 2]> = OnceLock::new();
+        KEYS.get_or_init(|| {
+            [
+                RS256KeyPair::generate(2048).unwrap().with_key_id("sig-1"),
+                RS256KeyPair::generate(2048).unwrap().with_key_id("sig-2"),
+            ]
+        })
+    }
+
+    pub fn jwk_json(kp: &RS256KeyPair, kid: &str, use_: &str, alg: &str) -> serde_json::Value {
+        let c = kp.public_key().to_components();
+        serde_json::json!({"kty": "RSA", "use": use_, "alg": alg, "kid": kid,
+            "n": URL_SAFE_NO_PAD.encode(c.n), "e": URL_SAFE_NO_PAD.encode(c.e)})
+    }
+
+    fn algs() -> Vec<String> {
+        vec!["RS256".to_string()]
+    }
+
+    #[test]
+    fn keycloak_like_set_skips_enc_key() {
+        let [a, b] = keypairs();
+        let doc = serde_json::json!({"keys": [
+            jwk_json(a, "sig-1", "sig", "RS256"),
+            jwk_json(b, "enc-1", "enc", "RSA-OAEP"),
+            {"kty": "EC", "kid": "ec", "crv": "P-256", "x": "AA", "y": "AA"},
+        ]});
+        let set = KeySet::parse(doc.to_string().as_bytes(), &algs()).unwrap();
+        assert_eq!(set.keys.len(), 1);
+        assert!(set.by_kid("sig-1").is_some());
+        assert!(set.by_kid("enc-1").is_none());
+        assert!(set.single_for("RS256").is_some());
+        assert!(set.single_for("RS384").is_none());
+    }
+
+    #[test]
+    fn key_without_use_or_alg_is_usable_for_allowed_algs() {
+        let [a, _] = keypairs();
+        let mut k = jwk_json(a, "k", "sig", "RS256");
+        k.as_object_mut().unwrap().remove("use");
+        k.as_object_mut().unwrap().remove("alg");
+        let set = KeySet::parse(
+            serde_json::json!({"keys": [k]}).to_string().as_bytes(),
+            &["RS256".into(), "PS256".into()],
+        )
+        .unwrap();
+        assert_eq!(set.keys[0].verifiers.len(), 2);
+    }
+
+    #[test]
+    fn bad_documents() {
+        for body in [&b""[..], b"null", b"{}", b"{\"keys\": 1}", b"<html>", b"{\"keys\": [}"] {
+            assert_eq!(KeySet::parse(body, &algs()).err(), Some(JwksError::NotJson), "{body:?}");
+        }
+        let only_enc = serde_json::json!({"keys": [jwk_json(&keypairs()[0], "e", "enc", "RSA-OAEP")]});
+        assert_eq!(
+            KeySet::parse(only_enc.to_string().as_bytes(), &algs()).err(),
+            Some(JwksError::NoUsableKey)
+        );
+        let bad_n = serde_json::json!({"keys": [{"kty": "RSA", "kid": "x", "n": "!!", "e": "AQAB"}]});
+        assert_eq!(
+            KeySet::parse(bad_n.to_string().as_bytes(), &algs()).err(),
+            Some(JwksError::NoUsableKey)
+        );
+        let weak = serde_json::json!({"keys": [{"kty": "RSA", "kid": "x", "n": "AQAB", "e": "AQAB"}]});
+        assert_eq!(
+            KeySet::parse(weak.to_string().as_bytes(), &algs()).err(),
+            Some(JwksError::NoUsableKey)
+        );
+        // Deep nesting must fail cleanly (serde_json's recursion limit), not overflow the stack.
+        let deep = format!("{{\"keys\": [{}{}]}}", "[".repeat(10_000), "]".repeat(10_000));
+        assert_eq!(KeySet::parse(deep.as_bytes(), &algs()).err(), Some(JwksError::NotJson));
+    }
+
+    #[test]
+    fn fingerprint_tracks_key_material() {
+        let [a, b] = keypairs();
+        let one = serde_json::json!({"keys": [jwk_json(a, "k", "sig", "RS256")]});
+        let two = serde_json::json!({"keys": [jwk_json(b, "k", "sig", "RS256")]});
+        let s1 = KeySet::parse(one.to_string().as_bytes(), &algs()).unwrap();
+        let s2 = KeySet::parse(two.to_string().as_bytes(), &algs()).unwrap();
+        let f1 = s1.keys[0].fingerprint;
+        assert!(s1.has(Some("k"), &f1));
+        assert!(!s2.has(Some("k"), &f1));
+    }
+}

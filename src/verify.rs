@@ -1,0 +1,386 @@
+//! Token verification: pick the key by `kid`, check the signature with jwt-simple, then the
+//! claims the gateway policy requires (`exp` present, `nbf`/`iat` with skew, `iss`, `aud`).
+use std::collections::HashSet;
+use std::rc::Rc;
+
+use jwt_simple::common::VerificationOptions;
+use jwt_simple::prelude::{Duration, Token};
+use jwt_simple::JWTError;
+
+use crate::error::Error;
+use crate::jwks::{Claims, Jwk, KeySet};
+
+/// The keys of one JWKS source and the issuers that source speaks for.
+pub struct Source {
+    pub issuers: HashSet<String>,
+    /// `None` until the first successful fetch.
+    pub keys: Option<Rc<KeySet>>,
+}
+
+pub struct Policy {
+    pub audience: String,
+    pub clock_skew_seconds: u64,
+    pub algorithms: Vec<String>,
+    pub max_token_bytes: usize,
+}
+
+/// A token whose signature checked out, and which key vouched for it.
+#[derive(Clone)]
+pub struct Verified {
+    pub claims: Rc<Claims>,
+    pub source: usize,
+    pub kid: Option<String>,
+    pub fingerprint: [u8; 32],
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum VerifyError {
+    /// No published key has the token's `kid`: the JWKS may have rotated, worth one refetch.
+    UnknownKid,
+    Rejected(Error),
+}
+
+impl From<Error> for VerifyError {
+    fn from(e: Error) -> Self {
+        VerifyError::Rejected(e)
+    }
+}
+
+pub fn verify(
+    token: &str,
+    now: u64,
+    sources: &[Source],
+    policy: &Policy,
+) -> Result<Verified, VerifyError> {
+    let meta = Token::decode_metadata(token)
+        .map_err(|_| Error::InvalidToken("malformed token header"))?;
+    let alg = meta.algorithm();
+    if !policy.algorithms.iter().any(|a| a == alg) {
+        return Err(Error::InvalidToken("signature algorithm not allowed").into());
+    }
+    if sources.iter().all(|s| s.keys.is_none()) {
+        return Err(Error::KeysUnavailable.into());
+    }
+    let candidates = candidates(sources, meta.key_id(), alg)?;
+    if candidates.is_empty() {
+        // A source that never loaded might hold the key: that is an outage, not a bad token.
+        if sources.iter().any(|s| s.keys.is_none()) {
+            return Err(Error::KeysUnavailable.into());
+        }
+        return Err(VerifyError::UnknownKid);
+    }
+    let mut last = Error::InvalidToken("signature does not verify");
+    for (index, jwk) in candidates {
+        let Some(source) = sources.get(index) else { continue };
+        let Some(key) = jwk.verifier(alg) else { continue };
+        match key.verify(token, options(now, source, policy)) {
+            Ok(claims) => {
+                check_claims(&claims, now, &source.issuers, policy)?;
+                return Ok(Verified {
+                    claims: Rc::new(claims),
+                    source: index,
+                    kid: jwk.kid.clone(),
+                    fingerprint: jwk.fingerprint,
+                });
+            }
+            Err(e) => last = map_jwt_error(&e),
+        }
+    }
+    Err(last.into())
+}
+
+/// Keys that may have signed the token: by `kid`, or the single fitting key when it has none.
+fn candidates<'a>(
+    sources: &'a [Source],
+    kid: Option<&str>,
+    alg: &str,
+) -> Result<Vec<(usize, &'a Jwk)>, Error> {
+    let loaded = sources
+        .iter()
+        .enumerate()
+        .filter_map(|(i, s)| s.keys.as_deref().map(|k| (i, k)));
+    match kid {
+        Some(kid) => Ok(loaded.filter_map(|(i, set)| set.by_kid(kid).map(|k| (i, k))).collect()),
+        None => {
+            let fitting: Vec<(usize, &Jwk)> = loaded
+                .filter_map(|(i, set)| set.single_for(alg).map(|k| (i, k)))
+                .collect();
+            if fitting.len() == 1 {
+                Ok(fitting)
+            } else {
+                Err(Error::InvalidToken("token has no kid and the issuer publishes several keys"))
+            }
+        }
+    }
+}
+
+fn options(now: u64, source: &Source, policy: &Policy) -> VerificationOptions {
+    VerificationOptions {
+        allowed_issuers: Some(source.issuers.clone()),
+        allowed_audiences: Some(HashSet::from([policy.audience.clone()])),
+        time_tolerance: Some(Duration::from_secs(policy.clock_skew_seconds)),
+        artificial_time: Some(Duration::from_secs(now)),
+        max_token_length: Some(policy.max_token_bytes),
+        ..VerificationOptions::default()
+    }
+}
+
+/// The policy's claim checks, run on every request, also when the signature check was cached.
+pub fn check_claims(
+    claims: &Claims,
+    now: u64,
+    issuers: &HashSet<String>,
+    policy: &Policy,
+) -> Result<(), Error> {
+    let skew = policy.clock_skew_seconds;
+    let exp = claims
+        .expires_at
+        .ok_or(Error::InvalidToken("token has no exp"))?
+        .as_secs();
+    if now > exp.saturating_add(skew) {
+        return Err(Error::Expired);
+    }
+    if let Some(nbf) = claims.invalid_before {
+        if nbf.as_secs() > now.saturating_add(skew) {
+            return Err(Error::InvalidToken("token not valid yet (nbf)"));
+        }
+    }
+    if let Some(iat) = claims.issued_at {
+        if iat.as_secs() > now.saturating_add(skew) {
+            return Err(Error::InvalidToken("token issued in the future (iat)"));
+        }
+    }
+    match &claims.issuer {
+        Some(iss) if issuers.contains(iss) => {}
+        _ => return Err(Error::InvalidToken("issuer not accepted")),
+    }
+    let audience = HashSet::from([policy.audience.clone()]);
+    match &claims.audiences {
+        Some(aud) if aud.contains(&audience) => Ok(()),
+        _ => Err(Error::InvalidToken("audience not accepted")),
+    }
+}
+
+fn map_jwt_error(e: &jwt_simple::Error) -> Error {
+    match e.downcast_ref::<JWTError>() {
+        Some(JWTError::TokenHasExpired) => Error::Expired,
+        Some(JWTError::TokenNotValidYet) => Error::InvalidToken("token not valid yet (nbf)"),
+        Some(JWTError::ClockDrift) => Error::InvalidToken("token issued in the future (iat)"),
+        Some(JWTError::RequiredIssuerMismatch | JWTError::RequiredIssuerMissing) => {
+            Error::InvalidToken("issuer not accepted")
+        }
+        Some(JWTError::RequiredAudienceMismatch | JWTError::RequiredAudienceMissing) => {
+            Error::InvalidToken("audience not accepted")
+        }
+        Some(JWTError::InvalidSignature) => Error::InvalidToken("signature does not verify"),
+        Some(JWTError::UnknownCriticalExtension) => {
+            Error::InvalidToken("unsupported critical header (crit)")
+        }
+        Some(JWTError::NotJWT) => Error::InvalidToken("header typ is not JWT"),
+        Some(JWTError::TokenTooLong) => Error::InvalidToken("token too large"),
+        _ => Error::InvalidToken("malformed token"),
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::jwks::tests::{jwk_json, keypairs};
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use base64::Engine;
+    use hmac::{Hmac, Mac};
+    use jwt_simple::algorithms::RSAKeyPairLike;
+    use jwt_simple::prelude::{Claims as C, Duration};
+    use serde_json::{json, Value};
+
+    pub const ISS: &str = "https://api-gw-service-nmn.local/keycloak/realms/shasta";
+    pub const NOW: u64 = 1_800_000_000;
+
+    pub fn policy() -> Policy {
+        Policy {
+            audience: "shasta".into(),
+            clock_skew_seconds: 60,
+            algorithms: vec!["RS256".into()],
+            max_token_bytes: 16384,
+        }
+    }
+
+    pub fn sources() -> Vec<Source> {
+        let [a, b] = keypairs();
+        let doc = json!({"keys": [jwk_json(a, "sig-1", "sig", "RS256"), jwk_json(b, "enc-1", "enc", "RSA-OAEP")]});
+        vec![Source {
+            issuers: HashSet::from([ISS.to_string()]),
+            keys: Some(Rc::new(KeySet::parse(doc.to_string().as_bytes(), &["RS256".into()]).unwrap())),
+        }]
+    }
+
+    pub fn claims(extra: Value) -> Value {
+        let mut c = json!({"iss": ISS, "aud": ["shasta", "account"], "azp": "shasta", "typ": "Bearer",
+            "sub": "u-1", "preferred_username": "admin", "exp": NOW + 3600, "iat": NOW - 10,
+            "resource_access": {"shasta": {"roles": ["admin"]}}});
+        for (k, v) in extra.as_object().unwrap() {
+            if v.is_null() {
+                c.as_object_mut().unwrap().remove(k);
+            } else {
+                c[k] = v.clone();
+            }
+        }
+        c
+    }
+
+    fn b64(v: &[u8]) -> String {
+        URL_SAFE_NO_PAD.encode(v)
+    }
+
+    /// Signs arbitrary header/claims JSON with key 0 (sig-1) or 1 (the enc key's private half).
+    pub fn sign(header: Value, claims: Value, key: usize) -> String {
+        let kp = &keypairs()[key];
+        let input = format!("{}.{}", b64(header.to_string().as_bytes()), b64(claims.to_string().as_bytes()));
+        let sig = raw_rs256(kp, input.as_bytes());
+        format!("{input}.{}", b64(&sig))
+    }
+
+    fn raw_rs256(kp: &jwt_simple::algorithms::RS256KeyPair, data: &[u8]) -> Vec<u8> {
+        // jwt-simple only signs claim sets it builds itself; hostile headers and payloads need
+        // the RSA primitive (PKCS#1 v1.5 over SHA-256) from the backend it uses.
+        let der = kp.to_der().unwrap();
+        let key = superboring::rsa::Rsa::private_key_from_der(&der).unwrap();
+        let pkey = superboring::pkey::PKey::from_rsa(key).unwrap();
+        let mut signer =
+            superboring::sign::Signer::new(superboring::hash::MessageDigest::sha256(), &pkey).unwrap();
+        signer.set_rsa_padding(superboring::rsa::Padding::PKCS1).unwrap();
+        signer.update(data).unwrap();
+        signer.sign_to_vec().unwrap()
+    }
+
+    pub fn good_token() -> String {
+        sign(json!({"alg": "RS256", "typ": "JWT", "kid": "sig-1"}), claims(json!({})), 0)
+    }
+
+    fn rejected(token: &str) -> Error {
+        match verify(token, NOW, &sources(), &policy()) {
+            Err(VerifyError::Rejected(e)) => e,
+            Err(VerifyError::UnknownKid) => panic!("unknown kid"),
+            Ok(_) => panic!("accepted"),
+        }
+    }
+
+    fn invalid(token: &str) -> bool {
+        matches!(rejected(token), Error::InvalidToken(_))
+    }
+
+    #[test]
+    fn valid_token() {
+        let v = verify(&good_token(), NOW, &sources(), &policy()).unwrap();
+        assert_eq!(v.claims.custom["preferred_username"], "admin");
+        assert_eq!(v.kid.as_deref(), Some("sig-1"));
+        // Also one made by jwt-simple itself, audience as a plain string.
+        let c = C::with_custom_claims(json!({"resource_access": {}}).as_object().unwrap().clone(), Duration::from_hours(1))
+            .with_issuer(ISS)
+            .with_audience("shasta");
+        let t = keypairs()[0].sign(c).unwrap();
+        let now = jwt_simple::prelude::Clock::now_since_epoch().as_secs();
+        assert!(verify(&t, now, &sources(), &policy()).is_ok());
+    }
+
+    #[test]
+    fn time_claims() {
+        let h = json!({"alg": "RS256", "kid": "sig-1"});
+        let expired = sign(h.clone(), claims(json!({"exp": NOW - 61})), 0);
+        assert_eq!(rejected(&expired), Error::Expired);
+        // Within the skew it still passes.
+        assert!(verify(&sign(h.clone(), claims(json!({"exp": NOW - 59})), 0), NOW, &sources(), &policy()).is_ok());
+        assert!(invalid(&sign(h.clone(), claims(json!({"nbf": NOW + 120})), 0)));
+        assert!(invalid(&sign(h.clone(), claims(json!({"iat": NOW + 120})), 0)));
+        assert!(invalid(&sign(h.clone(), claims(json!({"exp": null})), 0)));
+        assert!(invalid(&sign(h.clone(), claims(json!({"exp": "1900000000"})), 0)));
+    }
+
+    #[test]
+    fn issuer_and_audience() {
+        let h = json!({"alg": "RS256", "kid": "sig-1"});
+        assert!(invalid(&sign(h.clone(), claims(json!({"iss": "https://evil/realms/shasta"})), 0)));
+        assert!(invalid(&sign(h.clone(), claims(json!({"iss": format!("{ISS}/")})), 0)));
+        assert!(invalid(&sign(h.clone(), claims(json!({"iss": null})), 0)));
+        assert!(invalid(&sign(h.clone(), claims(json!({"aud": ["account"]})), 0)));
+        assert!(invalid(&sign(h.clone(), claims(json!({"aud": null})), 0)));
+        assert!(verify(&sign(h.clone(), claims(json!({"aud": "shasta"})), 0), NOW, &sources(), &policy()).is_ok());
+    }
+
+    #[test]
+    fn algorithm_attacks() {
+        let body = b64(claims(json!({})).to_string().as_bytes());
+        let none = format!("{}.{body}.", b64(br#"{"alg":"none","kid":"sig-1"}"#));
+        assert!(invalid(&none));
+        // HS256 keyed with the RSA public key (the classic confusion attack).
+        let pem = keypairs()[0].public_key().to_pem().unwrap();
+        for alg in ["HS256", "HS384", "HS512"] {
+            let head = b64(format!(r#"{{"alg":"{alg}","kid":"sig-1"}}"#).as_bytes());
+            let input = format!("{head}.{body}");
+            let mut mac = Hmac::<sha2::Sha256>::new_from_slice(pem.as_bytes()).unwrap();
+            mac.update(input.as_bytes());
+            let t = format!("{input}.{}", b64(&mac.finalize().into_bytes()));
+            assert_eq!(rejected(&t), Error::InvalidToken("signature algorithm not allowed"));
+        }
+    }
+
+    #[test]
+    fn keys() {
+        // Signed by a key that is not published (the enc key's private half, kid of the sig key).
+        let foreign = sign(json!({"alg": "RS256", "kid": "sig-1"}), claims(json!({})), 1);
+        assert_eq!(rejected(&foreign), Error::InvalidToken("signature does not verify"));
+        // kid of the encryption key: not a signing key, so unknown.
+        let enc = sign(json!({"alg": "RS256", "kid": "enc-1"}), claims(json!({})), 1);
+        assert_eq!(verify(&enc, NOW, &sources(), &policy()).err(), Some(VerifyError::UnknownKid));
+        let odd = sign(json!({"alg": "RS256", "kid": "../../etc/passwd\u{0}"}), claims(json!({})), 0);
+        assert_eq!(verify(&odd, NOW, &sources(), &policy()).err(), Some(VerifyError::UnknownKid));
+        // No kid: the only signing key is tried.
+        let no_kid = sign(json!({"alg": "RS256"}), claims(json!({})), 0);
+        assert!(verify(&no_kid, NOW, &sources(), &policy()).is_ok());
+    }
+
+    #[test]
+    fn no_kid_with_several_keys_is_refused() {
+        let [a, b] = keypairs();
+        let doc = json!({"keys": [jwk_json(a, "sig-1", "sig", "RS256"), jwk_json(b, "sig-2", "sig", "RS256")]});
+        let s = vec![Source {
+            issuers: HashSet::from([ISS.to_string()]),
+            keys: Some(Rc::new(KeySet::parse(doc.to_string().as_bytes(), &["RS256".into()]).unwrap())),
+        }];
+        let t = sign(json!({"alg": "RS256"}), claims(json!({})), 0);
+        assert!(matches!(verify(&t, NOW, &s, &policy()), Err(VerifyError::Rejected(Error::InvalidToken(_)))));
+    }
+
+    #[test]
+    fn keys_never_fetched() {
+        let s = vec![Source { issuers: HashSet::from([ISS.to_string()]), keys: None }];
+        assert_eq!(verify(&good_token(), NOW, &s, &policy()).err(), Some(VerifyError::Rejected(Error::KeysUnavailable)));
+    }
+
+    #[test]
+    fn malformed() {
+        let good = good_token();
+        let parts: Vec<&str> = good.split('.').collect();
+        // Tampered payload.
+        let tampered = format!("{}.{}.{}", parts[0], b64(claims(json!({"preferred_username": "root"})).to_string().as_bytes()), parts[2]);
+        assert!(invalid(&tampered));
+        assert!(invalid(&format!("{}.{}!.{}", parts[0], parts[1], parts[2])));
+        assert!(invalid(&format!("{}x.{}.{}", parts[0], parts[1], parts[2])));
+        assert!(invalid("a.b.c"));
+        assert!(invalid(&format!("{}.{}", parts[0], parts[1])));
+        // crit header, and a header typ that is not JWT.
+        assert!(invalid(&sign(json!({"alg": "RS256", "kid": "sig-1", "crit": ["exp"]}), claims(json!({})), 0)));
+        assert!(invalid(&sign(json!({"alg": "RS256", "kid": "sig-1", "typ": "at+jwt-not"}), claims(json!({})), 0)));
+        // Deeply nested claims fail without overflowing the stack.
+        let deep = format!("{{\"iss\":\"{ISS}\",\"x\":{}{}}}", "[".repeat(10_000), "]".repeat(10_000));
+        let h = b64(br#"{"alg":"RS256","kid":"sig-1"}"#);
+        let input = format!("{h}.{}", b64(deep.as_bytes()));
+        let t = format!("{input}.{}", b64(&raw_rs256(&keypairs()[0], input.as_bytes())));
+        assert!(invalid(&t));
+        // Duplicate claims are refused by the JSON parser for registered claims.
+        let dup = r#"{"iss":"x","iss":"y","aud":"shasta","exp":1900000000}"#;
+        let input = format!("{h}.{}", b64(dup.as_bytes()));
+        let t = format!("{input}.{}", b64(&raw_rs256(&keypairs()[0], input.as_bytes())));
+        assert!(invalid(&t));
+    }
+}
