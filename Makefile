@@ -1,0 +1,139 @@
+# sts-gateway: build the filter, run the local stack (Envoy + Ceph RGW + OIDC issuer), test.
+#
+#   make run          build, start the stack, print how to use it; Ctrl-C stops it
+#   make test         every test (unit + end to end) on a separate test stack
+#   make up / down    start / stop the stack in the background (state: target/stack/)
+#   make token [USER=admin]   print a JWT obtained through the gateway
+#
+# STACK_ARGS=--test makes up/down/status/token/env act on the test stack (target/test-stack/).
+
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+MAKEFLAGS += --no-print-directory
+.DEFAULT_GOAL := help
+
+VENV        := .venv
+VENV_PY     := $(VENV)/bin/python
+VENV_STAMP  := $(VENV)/.installed
+ISSUER_DIR  := tests/stack/issuer
+NPM_STAMP   := $(ISSUER_DIR)/node_modules/.installed
+STACK_ARGS  ?=
+STACK       := $(VENV_PY) tests/stack/stack.py $(STACK_ARGS)
+WASM_TARGET := wasm32-wasip1
+WASM_CARGO  := target/$(WASM_TARGET)/release/sts_gateway.wasm
+WASM        := target/sts_gateway.wasm
+WASM_OPT_FLAGS := -Oz --enable-bulk-memory --enable-sign-ext --enable-nontrapping-float-to-int --enable-mutable-globals
+PYTEST_ARGS ?=
+
+# Debian packages the stack and the tests need (ceph: mon, osd, radosgw, CLI; wrk for load).
+APT_PKGS := ceph-mon ceph-osd radosgw ceph-common wrk binaryen openssl curl ca-certificates \
+            python3 python3-venv gcc libc6-dev
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+# `USER` is also the login name in the environment: only a command-line USER= counts.
+TOKEN_USER := $(if $(filter command line,$(origin USER)),$(USER),admin)
+
+.PHONY: help deps deps-apt deps-node deps-rust deps-python deps-npm build up down status env token run \
+        test unit e2e clean
+
+help:
+	@sed -n '2,9p' Makefile | sed 's/^# \{0,1\}//'
+
+# ---------------------------------------------------------------- dependencies (idempotent)
+
+deps: deps-apt deps-node deps-rust deps-python deps-npm
+
+deps-apt:
+	@missing=""; \
+	for p in $(APT_PKGS); do \
+	  dpkg-query -W -f='$${Status}' "$$p" 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "deps: installing Debian packages:$$missing"; \
+	  $(SUDO) apt-get update -q; \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q --no-install-recommends $$missing; \
+	fi
+
+# Node.js >= 20 (NodeSource or Debian's nodejs + npm); oauth2-mock-server 9.3 runs on 20.
+deps-node:
+	@if ! command -v node >/dev/null || ! command -v npm >/dev/null; then \
+	  echo "deps: installing nodejs and npm from Debian"; \
+	  $(SUDO) apt-get update -q; \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q --no-install-recommends nodejs npm; \
+	fi; \
+	major=$$(node -p 'process.versions.node.split(".")[0]'); \
+	if [ "$$major" -lt 20 ]; then \
+	  echo "deps: Node.js $$(node --version) is too old: the issuer needs Node.js >= 20 (e.g. from NodeSource)" >&2; exit 1; \
+	fi
+
+deps-rust:
+	@command -v rustup >/dev/null || { echo "deps: rustup is required (https://rustup.rs)" >&2; exit 1; }
+	@rustup target list --installed | grep -qx $(WASM_TARGET) || rustup target add $(WASM_TARGET)
+
+deps-python: $(VENV_STAMP)
+$(VENV_STAMP): tests/requirements.txt
+	@[ -x $(VENV_PY) ] || python3 -m venv $(VENV)
+	$(VENV_PY) -m pip install -q --disable-pip-version-check -r tests/requirements.txt
+	@touch $@
+
+deps-npm: $(NPM_STAMP)
+$(NPM_STAMP): $(ISSUER_DIR)/package-lock.json $(ISSUER_DIR)/package.json
+	cd $(ISSUER_DIR) && npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
+# ---------------------------------------------------------------- build
+
+build: deps-rust
+	cargo build --release --target $(WASM_TARGET)
+	@if [ ! -f $(WASM) ] || [ $(WASM_CARGO) -nt $(WASM) ]; then \
+	  if command -v wasm-opt >/dev/null; then \
+	    wasm-opt $(WASM_OPT_FLAGS) $(WASM_CARGO) -o $(WASM).tmp; \
+	  else \
+	    echo "build: wasm-opt not found (Debian: binaryen): copying the unoptimized module"; \
+	    cp $(WASM_CARGO) $(WASM).tmp; \
+	  fi; \
+	  mv $(WASM).tmp $(WASM); \
+	fi; \
+	echo "build: $(WASM) ($$(stat -c %s $(WASM)) bytes)"
+
+# ---------------------------------------------------------------- the local stack
+
+up: deps build
+	@$(STACK) up
+	@$(STACK) howto
+
+down:
+	@if [ -x $(VENV_PY) ]; then $(STACK) down; else python3 tests/stack/stack.py $(STACK_ARGS) down; fi
+
+status: $(VENV_STAMP)
+	@$(STACK) status
+
+env: $(VENV_STAMP)
+	@$(STACK) env
+
+token: $(VENV_STAMP)
+	@$(STACK) token $(TOKEN_USER)
+
+# Foreground: Ctrl-C (or the end of the terminal) stops everything.
+run: deps build
+	@trap '$(STACK) down' EXIT; trap 'exit 0' INT TERM HUP; \
+	$(STACK) up; \
+	$(STACK) howto; \
+	echo; echo "Stack running; press Ctrl-C to stop it."; \
+	while sleep 3600; do :; done
+
+# ---------------------------------------------------------------- tests
+
+test: deps unit build e2e
+
+unit:
+	cargo test
+
+# The session fixture starts and stops the test stack; the trap also stops it if pytest dies.
+e2e: deps build
+	@trap '$(VENV_PY) tests/stack/stack.py --test down >/dev/null 2>&1 || true' EXIT; \
+	$(VENV)/bin/pytest tests/e2e -v $(PYTEST_ARGS)
+
+clean: down
+	@$(if $(wildcard $(VENV_PY)),$(VENV_PY),python3) tests/stack/stack.py --test down
+	rm -rf target/stack target/test-stack $(WASM)

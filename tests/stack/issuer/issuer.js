@@ -1,0 +1,222 @@
+// Local OpenID Connect issuer: a Keycloak stand-in for the sts-gateway stack.
+//
+// Built on oauth2-mock-server (npm, pinned in package-lock.json). What it adds:
+//   * issuer URL = Keycloak's realm URL (ISSUER_URL), so `iss` matches the field;
+//   * Keycloak-like claims on every token (aud ["shasta","account"], azp, typ,
+//     preferred_username, sub, realm_access, resource_access.shasta.roles, groups);
+//   * known users only for the password grant (admin, testuser: ["admin"]; user: ["user"]);
+//   * a JWKS like Keycloak's: the RS256 signing key(s) (`use: sig`) first, then an
+//     RSA-OAEP encryption key (`use: enc`);
+//   * discovery that advertises Keycloak's paths (<issuer>/protocol/openid-connect/...);
+//   * a loopback-only test-control API on its own port (tests only):
+//       POST /control/token   {username, claims, expires_in, kid, unpublished} -> {token, kid}
+//       POST /control/rotate  {keep_old: bool}                                 -> {kid, jwks}
+//       GET  /control/jwks                                                     -> the JWKS
+//
+// Configuration (environment): ISSUER_URL, ISSUER_HOST (127.0.0.1), ISSUER_PORT (8081),
+// ISSUER_CONTROL_PORT (8082; 0 disables), ISSUER_CLIENT_ID (shasta).
+// Passwords are not checked (dev only): any password works for a known user.
+
+import http from 'node:http';
+import { createHash, generateKeyPairSync, randomUUID } from 'node:crypto';
+import { OAuth2Issuer, OAuth2Service } from 'oauth2-mock-server';
+
+const ISSUER_URL = process.env.ISSUER_URL || 'https://api-gw-service-nmn.local/keycloak/realms/shasta';
+const HOST = process.env.ISSUER_HOST || '127.0.0.1';
+const PORT = Number(process.env.ISSUER_PORT || 8081);
+const CONTROL_PORT = Number(process.env.ISSUER_CONTROL_PORT ?? 8082);
+const CLIENT_ID = process.env.ISSUER_CLIENT_ID || 'shasta';
+const TOKEN_TTL = 3600;
+
+// username -> roles in resource_access.<client>.roles
+const USERS = {
+  admin: ['admin'],
+  testuser: ['admin'],
+  user: ['user'],
+};
+
+// Keycloak's `sub` is a UUID; derive a stable one from the username.
+function subFor(username) {
+  const h = createHash('sha1').update(`sts-gateway:${username}`).digest('hex');
+  return `${h.slice(0, 8)}-${h.slice(8, 12)}-5${h.slice(13, 16)}-a${h.slice(17, 20)}-${h.slice(20, 32)}`;
+}
+
+function keycloakClaims(username) {
+  const roles = USERS[username] ?? [];
+  return {
+    aud: [CLIENT_ID, 'account'],
+    azp: CLIENT_ID,
+    typ: 'Bearer',
+    sub: subFor(username),
+    preferred_username: username,
+    name: username,
+    email: `${username}@example.invalid`,
+    email_verified: false,
+    scope: 'openid profile email',
+    jti: randomUUID(),
+    realm_access: { roles: ['offline_access', 'uma_authorization', ...roles] },
+    resource_access: {
+      [CLIENT_ID]: { roles: [...roles] },
+      account: { roles: ['manage-account', 'view-profile'] },
+    },
+    groups: roles.includes('admin') ? ['/admins'] : ['/users'],
+  };
+}
+
+// Apply overrides: a value of null removes the claim.
+function applyOverrides(payload, overrides) {
+  for (const [k, v] of Object.entries(overrides ?? {})) {
+    if (v === null) delete payload[k];
+    else payload[k] = v;
+  }
+}
+
+// Tokens are always signed with the current signing key (the library would otherwise
+// round-robin over every key in its store).
+class RealmIssuer extends OAuth2Issuer {
+  currentKid = undefined;
+  async buildToken(opts) {
+    return super.buildToken({ ...opts, kid: opts?.kid ?? this.currentKid });
+  }
+}
+
+const issuer = new RealmIssuer();
+issuer.url = ISSUER_URL;
+const service = new OAuth2Service(issuer);
+
+let signingKids = []; // published signing keys, current first
+const allSigning = new Map(); // kid -> public JWK (also unpublished / retired ones)
+let encKey; // public JWK of the `use: enc` key
+
+async function newSigningKey() {
+  const jwk = await issuer.keys.generate('RS256');
+  const { d, p, q, dp, dq, qi, ...pub } = jwk;
+  allSigning.set(jwk.kid, { ...pub, use: 'sig' });
+  return jwk.kid;
+}
+
+function makeEncKey() {
+  const { publicKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
+  const jwk = publicKey.export({ format: 'jwk' });
+  return { kid: `enc-${randomUUID()}`, kty: 'RSA', alg: 'RSA-OAEP', use: 'enc', n: jwk.n, e: jwk.e };
+}
+
+function jwks() {
+  return { keys: [...signingKids.map((kid) => allSigning.get(kid)), encKey] };
+}
+
+async function rotate(keepOld) {
+  const kid = await newSigningKey();
+  signingKids = keepOld ? [kid, ...signingKids] : [kid];
+  issuer.currentKid = kid;
+  return kid;
+}
+
+// Password grant: unknown users are refused like Keycloak does.
+service.on('beforeTokenSigning', (token, req) => {
+  const username = req.body?.username ?? req.body?.client_id ?? 'service-account';
+  const isIdToken = typeof token.payload.aud === 'string'; // set by the library for id_token
+  Object.assign(token.payload, keycloakClaims(username));
+  token.payload.exp = token.payload.iat + TOKEN_TTL;
+  if (isIdToken) {
+    token.payload.aud = CLIENT_ID;
+    token.payload.typ = 'ID';
+  }
+});
+service.on('beforeResponse', (resp, req) => {
+  const b = req.body ?? {};
+  if (b.grant_type === 'password' && !(b.username in USERS)) {
+    resp.statusCode = 401;
+    resp.body = { error: 'invalid_grant', error_description: 'Invalid user credentials' };
+  } else if (b.client_id !== undefined && b.client_id !== CLIENT_ID) {
+    resp.statusCode = 401;
+    resp.body = { error: 'invalid_client', error_description: 'Invalid client or Invalid client credentials' };
+  }
+});
+// Discovery advertises Keycloak's paths (served through the gateway's /keycloak/ routes).
+service.on('beforeWellKnownOpenIdConfiguration', (resp) => {
+  const oidc = `${ISSUER_URL}/protocol/openid-connect`;
+  Object.assign(resp.body, {
+    token_endpoint: `${oidc}/token`,
+    jwks_uri: `${oidc}/certs`,
+    authorization_endpoint: `${oidc}/auth`,
+    userinfo_endpoint: `${oidc}/userinfo`,
+    end_session_endpoint: `${oidc}/logout`,
+    introspection_endpoint: `${oidc}/token/introspect`,
+    revocation_endpoint: `${oidc}/revoke`,
+  });
+});
+
+function sendJson(res, status, body) {
+  const text = JSON.stringify(body);
+  res.writeHead(status, { 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(text) });
+  res.end(text);
+}
+
+async function readJson(req) {
+  const chunks = [];
+  for await (const c of req) chunks.push(c);
+  const raw = Buffer.concat(chunks).toString('utf8');
+  return raw.trim() === '' ? {} : JSON.parse(raw);
+}
+
+// Main port: the library's handler, except /jwks which is ours (it holds the enc key).
+const mainServer = http.createServer({ noDelay: true }, (req, res) => {
+  const path = new URL(req.url ?? '/', 'http://x').pathname.replace(/\/$/, '');
+  if (req.method === 'GET' && path === '/jwks') return sendJson(res, 200, jwks());
+  return service.requestHandler(req, res);
+});
+
+async function controlToken(body) {
+  const username = body.username ?? 'admin';
+  const expiresIn = body.expires_in ?? TOKEN_TTL;
+  let kid = body.kid ?? issuer.currentKid;
+  if (body.unpublished) kid = await newSigningKey(); // a key the JWKS never shows
+  if (!allSigning.has(kid)) throw new Error(`unknown kid ${kid}`);
+  const token = await issuer.buildToken({
+    kid,
+    expiresIn,
+    scopesOrTransform: (header, payload) => {
+      Object.assign(payload, keycloakClaims(username));
+      payload.exp = payload.iat + expiresIn;
+      applyOverrides(payload, body.claims);
+      applyOverrides(header, body.header);
+    },
+  });
+  return { token, kid };
+}
+
+const controlServer = http.createServer({ noDelay: true }, async (req, res) => {
+  try {
+    const path = new URL(req.url ?? '/', 'http://x').pathname;
+    if (req.method === 'POST' && path === '/control/token') return sendJson(res, 200, await controlToken(await readJson(req)));
+    if (req.method === 'POST' && path === '/control/rotate') {
+      const body = await readJson(req);
+      const kid = await rotate(Boolean(body.keep_old));
+      return sendJson(res, 200, { kid, jwks: jwks() });
+    }
+    if (req.method === 'GET' && path === '/control/jwks') return sendJson(res, 200, jwks());
+    if (req.method === 'GET' && path === '/control/healthz') return sendJson(res, 200, { status: 'ok' });
+    return sendJson(res, 404, { error: 'not found' });
+  } catch (err) {
+    return sendJson(res, 400, { error: String(err?.message ?? err) });
+  }
+});
+
+function listen(server, port) {
+  return new Promise((resolve, reject) => server.listen(port, HOST).once('listening', resolve).once('error', reject));
+}
+
+encKey = makeEncKey();
+await rotate(false);
+await listen(mainServer, PORT);
+if (CONTROL_PORT > 0) await listen(controlServer, CONTROL_PORT);
+console.log(`issuer ${ISSUER_URL} on http://${HOST}:${PORT}` + (CONTROL_PORT > 0 ? `, control on http://${HOST}:${CONTROL_PORT}` : ''));
+
+for (const sig of ['SIGTERM', 'SIGINT']) {
+  process.on(sig, () => {
+    mainServer.close();
+    controlServer.close();
+    process.exit(0);
+  });
+}
