@@ -885,6 +885,21 @@ rgw enable ops log = false
         return self._control("/control/jwks")
 
     # ---- clients
+    def gateway_request(self, method: str, path: str, token: str | None = None, via: str = "https",
+                        **kwargs: Any):  # type: ignore[no-untyped-def]
+        """A requests call to the gateway (https with the CA, or via="http"); `token` adds
+        `Authorization: Bearer <token>`. Returns the requests.Response."""
+        import requests
+
+        install_gateway_resolver()
+        base = self.cfg.gateway_url if via == "https" else self.cfg.gateway_http_url
+        headers = dict(kwargs.pop("headers", None) or {})
+        if token is not None:
+            headers["Authorization"] = f"Bearer {token}"
+        kwargs.setdefault("timeout", 15)
+        kwargs.setdefault("verify", self.ca_file)
+        return requests.request(method, base + path, headers=headers, **kwargs)
+
     def s3_client(self, **creds: str):  # type: ignore[no-untyped-def]
         """boto3 S3 client on RGW; default: the token-service user's keys."""
         import boto3
