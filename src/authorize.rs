@@ -9,13 +9,15 @@ use crate::jwks::Claims;
 pub fn authorize(claims: &Claims, rules: &[Rule], tenant: Option<&str>) -> Result<(), Error> {
     for rule in rules {
         if !holds(claims, rule) {
-            return Err(Error::Forbidden("the token lacks the role required to mint credentials"));
+            return Err(Error::Forbidden(
+                "the token lacks the role required to mint credentials",
+            ));
         }
     }
     match tenant {
-        Some(t) if !is_rfc1123_label(t) => {
-            Err(Error::Forbidden("Cray-Tenant-Name is not a valid RFC 1123 label"))
-        }
+        Some(t) if !is_rfc1123_label(t) => Err(Error::Forbidden(
+            "Cray-Tenant-Name is not a valid RFC 1123 label",
+        )),
         _ => Ok(()),
     }
 }
@@ -44,7 +46,9 @@ fn holds(claims: &Claims, rule: &Rule) -> bool {
     }
     match value {
         Value::String(s) => s == &rule.contains,
-        Value::Array(items) => items.iter().any(|i| i.as_str() == Some(rule.contains.as_str())),
+        Value::Array(items) => items
+            .iter()
+            .any(|i| i.as_str() == Some(rule.contains.as_str())),
         _ => false,
     }
 }
@@ -70,7 +74,10 @@ mod tests {
         serde_json::from_value(v).unwrap()
     }
     fn admin_rule() -> Vec<Rule> {
-        vec![Rule { claim: "resource_access.shasta.roles".into(), contains: "admin".into() }]
+        vec![Rule {
+            claim: "resource_access.shasta.roles".into(),
+            contains: "admin".into(),
+        }]
     }
 
     #[test]
@@ -85,7 +92,13 @@ mod tests {
             json!({"realm_access": {"roles": ["admin"]}}),
             json!({}),
         ] {
-            assert!(matches!(authorize(&claims(c.clone()), &admin_rule(), None), Err(Error::Forbidden(_))), "{c}");
+            assert!(
+                matches!(
+                    authorize(&claims(c.clone()), &admin_rule(), None),
+                    Err(Error::Forbidden(_))
+                ),
+                "{c}"
+            );
         }
     }
 
@@ -93,8 +106,14 @@ mod tests {
     fn string_claims_and_registered_claims() {
         let c = claims(json!({"sub": "abc", "azp": "shasta"}));
         let rules = vec![
-            Rule { claim: "sub".into(), contains: "abc".into() },
-            Rule { claim: "azp".into(), contains: "shasta".into() },
+            Rule {
+                claim: "sub".into(),
+                contains: "abc".into(),
+            },
+            Rule {
+                claim: "azp".into(),
+                contains: "shasta".into(),
+            },
         ];
         assert_eq!(authorize(&c, &rules, None), Ok(()));
         assert_eq!(authorize(&c, &[], None), Ok(()));
@@ -106,7 +125,17 @@ mod tests {
         for ok in ["vcluster-blue", "a", "t1", &"a".repeat(63)] {
             assert_eq!(authorize(&c, &[], Some(ok)), Ok(()), "{ok}");
         }
-        for bad in ["", "-a", "a-", "Blue", "a_b", "a.b", "ä", &"a".repeat(64), "a b"] {
+        for bad in [
+            "",
+            "-a",
+            "a-",
+            "Blue",
+            "a_b",
+            "a.b",
+            "ä",
+            &"a".repeat(64),
+            "a b",
+        ] {
             assert!(authorize(&c, &[], Some(bad)).is_err(), "{bad}");
         }
     }

@@ -26,7 +26,11 @@ impl ConfigError {
 
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "invalid plugin configuration: {}: {}", self.field, self.message)
+        write!(
+            f,
+            "invalid plugin configuration: {}: {}",
+            self.field, self.message
+        )
     }
 }
 
@@ -208,7 +212,11 @@ impl Config {
         let de = &mut serde_json::Deserializer::from_slice(bytes);
         let mut config: Config = serde_path_to_error::deserialize(de).map_err(|e| {
             let path = e.path().to_string();
-            let field = if path == "." { "(root)".to_string() } else { path };
+            let field = if path == "." {
+                "(root)".to_string()
+            } else {
+                path
+            };
             ConfigError::new(&field, e.into_inner().to_string())
         })?;
         config.fill_secrets_from_env(env);
@@ -230,33 +238,54 @@ impl Config {
             return Err(ConfigError::new("prefix", "must start and end with '/'"));
         }
         if self.realm.contains('"') || self.realm.chars().any(char::is_control) {
-            return Err(ConfigError::new("realm", "must not contain quotes or control characters"));
+            return Err(ConfigError::new(
+                "realm",
+                "must not contain quotes or control characters",
+            ));
         }
         require_non_empty("audience", &self.audience)?;
         if self.algorithms.is_empty() {
-            return Err(ConfigError::new("algorithms", "must name at least one algorithm"));
+            return Err(ConfigError::new(
+                "algorithms",
+                "must name at least one algorithm",
+            ));
         }
         for (i, alg) in self.algorithms.iter().enumerate() {
             if !ALGORITHMS.contains(&alg.as_str()) {
                 return Err(ConfigError::new(
                     &format!("algorithms[{i}]"),
-                    format!("unsupported algorithm {alg:?}; allowed: {}", ALGORITHMS.join(", ")),
+                    format!(
+                        "unsupported algorithm {alg:?}; allowed: {}",
+                        ALGORITHMS.join(", ")
+                    ),
                 ));
             }
         }
         if self.clock_skew_seconds > 600 {
-            return Err(ConfigError::new("clock_skew_seconds", "must be at most 600"));
+            return Err(ConfigError::new(
+                "clock_skew_seconds",
+                "must be at most 600",
+            ));
         }
         if !(256..=1024 * 1024).contains(&self.max_token_bytes) {
-            return Err(ConfigError::new("max_token_bytes", "must be between 256 and 1048576"));
+            return Err(ConfigError::new(
+                "max_token_bytes",
+                "must be between 256 and 1048576",
+            ));
         }
         if self.issuers.is_empty() {
             return Err(ConfigError::new("issuers", "must list at least one issuer"));
         }
         for (i, issuer) in self.issuers.iter().enumerate() {
             issuer.validate(&format!("issuers[{i}]"))?;
-            if self.issuers[..i].iter().any(|other| other.issuer == issuer.issuer) {
-                return Err(ConfigError::new(&format!("issuers[{i}].issuer"), "duplicate issuer"));
+            if self.issuers[..i]
+                .iter()
+                .any(|other| other.issuer == issuer.issuer)
+            {
+                return Err(ConfigError::new(
+                    &format!("issuers[{i}].issuer"),
+                    "duplicate issuer",
+                ));
             }
         }
         for (i, rule) in self.rules.iter().enumerate() {
@@ -268,7 +297,10 @@ impl Config {
             }
         }
         if self.token_cache_entries > 1_000_000 {
-            return Err(ConfigError::new("token_cache_entries", "must be at most 1000000"));
+            return Err(ConfigError::new(
+                "token_cache_entries",
+                "must be at most 1000000",
+            ));
         }
         self.rgw.validate()
     }
@@ -306,7 +338,10 @@ impl IssuerConfig {
         require_non_empty(&format!("{at}.jwks.cluster"), &j.cluster)?;
         require_non_empty(&format!("{at}.jwks.authority"), &j.authority)?;
         if !j.path.starts_with('/') {
-            return Err(ConfigError::new(&format!("{at}.jwks.path"), "must start with '/'"));
+            return Err(ConfigError::new(
+                &format!("{at}.jwks.path"),
+                "must start with '/'",
+            ));
         }
         if !(10..=86_400).contains(&j.refresh_seconds) {
             return Err(ConfigError::new(
@@ -348,7 +383,10 @@ impl RgwConfig {
         require_non_empty("rgw.authority", &self.authority)?;
         if !(self.endpoint_url.starts_with("http://") || self.endpoint_url.starts_with("https://"))
         {
-            return Err(ConfigError::new("rgw.endpoint_url", "must be an http:// or https:// URL"));
+            return Err(ConfigError::new(
+                "rgw.endpoint_url",
+                "must be an http:// or https:// URL",
+            ));
         }
         require_non_empty("rgw.role_arn", &self.role_arn)?;
         if !self.role_arn.starts_with("arn:") || !self.role_arn.contains('/') {
@@ -378,7 +416,10 @@ impl RgwConfig {
             }
         }
         if self.service.is_empty() || self.service.contains('/') || self.region.contains('/') {
-            return Err(ConfigError::new("rgw.service", "must be non-empty and contain no '/'"));
+            return Err(ConfigError::new(
+                "rgw.service",
+                "must be non-empty and contain no '/'",
+            ));
         }
         if !(900..=43_200).contains(&self.duration_seconds) {
             return Err(ConfigError::new(
@@ -387,7 +428,10 @@ impl RgwConfig {
             ));
         }
         if !(100..=60_000).contains(&self.timeout_ms) {
-            return Err(ConfigError::new("rgw.timeout_ms", "must be between 100 and 60000"));
+            return Err(ConfigError::new(
+                "rgw.timeout_ms",
+                "must be between 100 and 60000",
+            ));
         }
         if let Some(policy) = &self.policy {
             if policy.len() > 2048 || serde_json::from_str::<serde_json::Value>(policy).is_err() {
@@ -482,7 +526,10 @@ mod tests {
         v["rgw"]["duration_seconds"] = json!("3600");
         assert_eq!(err_field(&v), "rgw.duration_seconds");
 
-        assert_eq!(Config::parse(b"not json", &no_env).unwrap_err().field, "(root)");
+        assert_eq!(
+            Config::parse(b"not json", &no_env).unwrap_err().field,
+            "(root)"
+        );
         assert_eq!(Config::parse(b"", &no_env).unwrap_err().field, "(root)");
     }
 
@@ -493,34 +540,117 @@ mod tests {
             ("realm", Box::new(|v| v["realm"] = json!("a\"b"))),
             ("audience", Box::new(|v| v["audience"] = json!(""))),
             ("algorithms", Box::new(|v| v["algorithms"] = json!([]))),
-            ("algorithms[1]", Box::new(|v| v["algorithms"] = json!(["RS256", "HS256"]))),
-            ("algorithms[0]", Box::new(|v| v["algorithms"] = json!(["none"]))),
-            ("clock_skew_seconds", Box::new(|v| v["clock_skew_seconds"] = json!(3600))),
-            ("max_token_bytes", Box::new(|v| v["max_token_bytes"] = json!(10))),
+            (
+                "algorithms[1]",
+                Box::new(|v| v["algorithms"] = json!(["RS256", "HS256"])),
+            ),
+            (
+                "algorithms[0]",
+                Box::new(|v| v["algorithms"] = json!(["none"])),
+            ),
+            (
+                "clock_skew_seconds",
+                Box::new(|v| v["clock_skew_seconds"] = json!(3600)),
+            ),
+            (
+                "max_token_bytes",
+                Box::new(|v| v["max_token_bytes"] = json!(10)),
+            ),
             ("issuers", Box::new(|v| v["issuers"] = json!([]))),
-            ("issuers[0].issuer", Box::new(|v| v["issuers"][0]["issuer"] = json!(" "))),
-            ("issuers[0].jwks.cluster", Box::new(|v| v["issuers"][0]["jwks"]["cluster"] = json!(""))),
-            ("issuers[0].jwks.authority", Box::new(|v| v["issuers"][0]["jwks"]["authority"] = json!(""))),
-            ("issuers[0].jwks.path", Box::new(|v| v["issuers"][0]["jwks"]["path"] = json!("jwks"))),
-            ("issuers[0].jwks.refresh_seconds", Box::new(|v| v["issuers"][0]["jwks"]["refresh_seconds"] = json!(1))),
-            ("issuers[0].jwks.min_refetch_seconds", Box::new(|v| v["issuers"][0]["jwks"]["min_refetch_seconds"] = json!(1000))),
-            ("issuers[0].jwks.retry_seconds", Box::new(|v| v["issuers"][0]["jwks"]["retry_seconds"] = json!(0))),
-            ("issuers[0].jwks.timeout_ms", Box::new(|v| v["issuers"][0]["jwks"]["timeout_ms"] = json!(5))),
-            ("issuers[0].jwks.max_bytes", Box::new(|v| v["issuers"][0]["jwks"]["max_bytes"] = json!(5))),
-            ("issuers[1].issuer", Box::new(|v| { let i = v["issuers"][0].clone(); v["issuers"].as_array_mut().unwrap().push(i) })),
-            ("rules[0].claim", Box::new(|v| v["rules"] = json!([{"claim": "a..b", "contains": "x"}]))),
-            ("token_cache_entries", Box::new(|v| v["token_cache_entries"] = json!(10_000_000))),
+            (
+                "issuers[0].issuer",
+                Box::new(|v| v["issuers"][0]["issuer"] = json!(" ")),
+            ),
+            (
+                "issuers[0].jwks.cluster",
+                Box::new(|v| v["issuers"][0]["jwks"]["cluster"] = json!("")),
+            ),
+            (
+                "issuers[0].jwks.authority",
+                Box::new(|v| v["issuers"][0]["jwks"]["authority"] = json!("")),
+            ),
+            (
+                "issuers[0].jwks.path",
+                Box::new(|v| v["issuers"][0]["jwks"]["path"] = json!("jwks")),
+            ),
+            (
+                "issuers[0].jwks.refresh_seconds",
+                Box::new(|v| v["issuers"][0]["jwks"]["refresh_seconds"] = json!(1)),
+            ),
+            (
+                "issuers[0].jwks.min_refetch_seconds",
+                Box::new(|v| v["issuers"][0]["jwks"]["min_refetch_seconds"] = json!(1000)),
+            ),
+            (
+                "issuers[0].jwks.retry_seconds",
+                Box::new(|v| v["issuers"][0]["jwks"]["retry_seconds"] = json!(0)),
+            ),
+            (
+                "issuers[0].jwks.timeout_ms",
+                Box::new(|v| v["issuers"][0]["jwks"]["timeout_ms"] = json!(5)),
+            ),
+            (
+                "issuers[0].jwks.max_bytes",
+                Box::new(|v| v["issuers"][0]["jwks"]["max_bytes"] = json!(5)),
+            ),
+            (
+                "issuers[1].issuer",
+                Box::new(|v| {
+                    let i = v["issuers"][0].clone();
+                    v["issuers"].as_array_mut().unwrap().push(i)
+                }),
+            ),
+            (
+                "rules[0].claim",
+                Box::new(|v| v["rules"] = json!([{"claim": "a..b", "contains": "x"}])),
+            ),
+            (
+                "token_cache_entries",
+                Box::new(|v| v["token_cache_entries"] = json!(10_000_000)),
+            ),
             ("rgw.cluster", Box::new(|v| v["rgw"]["cluster"] = json!(""))),
-            ("rgw.authority", Box::new(|v| v["rgw"]["authority"] = json!(""))),
-            ("rgw.endpoint_url", Box::new(|v| v["rgw"]["endpoint_url"] = json!("rgw:8080"))),
-            ("rgw.role_arn", Box::new(|v| v["rgw"]["role_arn"] = json!("STS"))),
-            ("rgw.access_key_id", Box::new(|v| v["rgw"]["access_key_id"] = json!(""))),
-            ("rgw.secret_access_key", Box::new(|v| { v["rgw"].as_object_mut().unwrap().remove("secret_access_key"); })),
+            (
+                "rgw.authority",
+                Box::new(|v| v["rgw"]["authority"] = json!("")),
+            ),
+            (
+                "rgw.endpoint_url",
+                Box::new(|v| v["rgw"]["endpoint_url"] = json!("rgw:8080")),
+            ),
+            (
+                "rgw.role_arn",
+                Box::new(|v| v["rgw"]["role_arn"] = json!("STS")),
+            ),
+            (
+                "rgw.access_key_id",
+                Box::new(|v| v["rgw"]["access_key_id"] = json!("")),
+            ),
+            (
+                "rgw.secret_access_key",
+                Box::new(|v| {
+                    v["rgw"]
+                        .as_object_mut()
+                        .unwrap()
+                        .remove("secret_access_key");
+                }),
+            ),
             ("rgw.service", Box::new(|v| v["rgw"]["service"] = json!(""))),
-            ("rgw.duration_seconds", Box::new(|v| v["rgw"]["duration_seconds"] = json!(899))),
-            ("rgw.duration_seconds", Box::new(|v| v["rgw"]["duration_seconds"] = json!(43201))),
-            ("rgw.timeout_ms", Box::new(|v| v["rgw"]["timeout_ms"] = json!(0))),
-            ("rgw.policy", Box::new(|v| v["rgw"]["policy"] = json!("{not json"))),
+            (
+                "rgw.duration_seconds",
+                Box::new(|v| v["rgw"]["duration_seconds"] = json!(899)),
+            ),
+            (
+                "rgw.duration_seconds",
+                Box::new(|v| v["rgw"]["duration_seconds"] = json!(43201)),
+            ),
+            (
+                "rgw.timeout_ms",
+                Box::new(|v| v["rgw"]["timeout_ms"] = json!(0)),
+            ),
+            (
+                "rgw.policy",
+                Box::new(|v| v["rgw"]["policy"] = json!("{not json")),
+            ),
         ];
         for (field, mutate) in cases {
             let mut v = sample();
@@ -562,7 +692,10 @@ mod tests {
         let c = parse(&v).unwrap();
         assert_eq!(c.jwks_sources().len(), 2);
         assert_eq!(c.issuers_of_source(0).len(), 2);
-        assert_eq!(c.issuers_of_source(1), vec!["https://auth.cmn.example/keycloak/realms/shasta"]);
+        assert_eq!(
+            c.issuers_of_source(1),
+            vec!["https://auth.cmn.example/keycloak/realms/shasta"]
+        );
         assert!(c.issuers_of_source(2).is_empty());
     }
 }

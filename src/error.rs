@@ -4,7 +4,9 @@
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Error {
     NotFound,
-    MethodNotAllowed { allow: &'static str },
+    MethodNotAllowed {
+        allow: &'static str,
+    },
     /// No bearer token: RFC 6750 challenge without an error code.
     MissingToken,
     /// The token is malformed, badly signed, or has the wrong issuer/audience.
@@ -14,7 +16,10 @@ pub enum Error {
     KeysUnavailable,
     Forbidden(&'static str),
     /// RGW answered with an error (its status and sanitized error code).
-    Rgw { status: u16, code: String },
+    Rgw {
+        status: u16,
+        code: String,
+    },
     RgwUnavailable,
     RgwTimeout,
     RgwBadAnswer(&'static str),
@@ -24,6 +29,8 @@ pub enum Error {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Answer {
     pub status: u32,
+    /// Label for metrics and logs (see [`Error::reason`]).
+    pub reason: &'static str,
     pub headers: Vec<(&'static str, String)>,
     pub body: Vec<u8>,
 }
@@ -118,6 +125,7 @@ impl Error {
         }
         Answer {
             status,
+            reason: self.reason(),
             headers,
             body: body.to_string().into_bytes(),
         }
@@ -142,7 +150,10 @@ mod tests {
     use super::*;
 
     fn header<'a>(a: &'a Answer, name: &str) -> Option<&'a str> {
-        a.headers.iter().find(|(n, _)| *n == name).map(|(_, v)| v.as_str())
+        a.headers
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, v)| v.as_str())
     }
 
     #[test]
@@ -153,7 +164,9 @@ mod tests {
 
         let a = Error::Expired.answer("sts");
         assert_eq!(a.status, 401);
-        assert!(header(&a, "www-authenticate").unwrap().contains("error=\"invalid_token\""));
+        assert!(header(&a, "www-authenticate")
+            .unwrap()
+            .contains("error=\"invalid_token\""));
 
         let a = Error::KeysUnavailable.answer("sts");
         assert_eq!((a.status, header(&a, "retry-after")), (503, Some("5")));
@@ -170,7 +183,11 @@ mod tests {
 
     #[test]
     fn problem_json_body() {
-        let a = Error::Rgw { status: 403, code: "AccessDenied".into() }.answer("r");
+        let a = Error::Rgw {
+            status: 403,
+            code: "AccessDenied".into(),
+        }
+        .answer("r");
         assert_eq!(a.status, 502);
         let v: serde_json::Value = serde_json::from_slice(&a.body).unwrap();
         assert_eq!(v["status"], 502);

@@ -6,10 +6,14 @@ use crate::error::Error;
 pub fn bearer_token(headers: &[(String, String)], max_bytes: usize) -> Result<&str, Error> {
     let mut authorization = headers.iter().filter(|(n, _)| n == "authorization");
     let token = match (authorization.next(), authorization.next()) {
-        (Some(_), Some(_)) => return Err(Error::InvalidToken("more than one Authorization header")),
+        (Some(_), Some(_)) => {
+            return Err(Error::InvalidToken("more than one Authorization header"))
+        }
         (Some((_, value)), None) => from_authorization(value)?,
         (None, _) => {
-            let mut forwarded = headers.iter().filter(|(n, _)| n == "x-forwarded-access-token");
+            let mut forwarded = headers
+                .iter()
+                .filter(|(n, _)| n == "x-forwarded-access-token");
             match (forwarded.next(), forwarded.next()) {
                 (Some(_), Some(_)) => {
                     return Err(Error::InvalidToken(
@@ -45,7 +49,9 @@ fn check_syntax(token: &str, max_bytes: usize) -> Result<(), Error> {
         return Err(Error::InvalidToken("token too large"));
     }
     if token.split('.').count() != 3 {
-        return Err(Error::InvalidToken("token is not a compact JWS (three parts)"));
+        return Err(Error::InvalidToken(
+            "token is not a compact JWS (three parts)",
+        ));
     }
     let b64url = |c: char| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.';
     if !token.chars().all(b64url) {
@@ -59,37 +65,66 @@ mod tests {
     use super::*;
 
     fn h(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect()
     }
     const T: &str = "aaa.bbb.ccc";
 
     #[test]
     fn bearer_and_forwarded() {
-        assert_eq!(bearer_token(&h(&[("authorization", "Bearer aaa.bbb.ccc")]), 100), Ok(T));
-        assert_eq!(bearer_token(&h(&[("authorization", "bearer  aaa.bbb.ccc ")]), 100), Ok(T));
-        assert_eq!(bearer_token(&h(&[("x-forwarded-access-token", T)]), 100), Ok(T));
+        assert_eq!(
+            bearer_token(&h(&[("authorization", "Bearer aaa.bbb.ccc")]), 100),
+            Ok(T)
+        );
+        assert_eq!(
+            bearer_token(&h(&[("authorization", "bearer  aaa.bbb.ccc ")]), 100),
+            Ok(T)
+        );
+        assert_eq!(
+            bearer_token(&h(&[("x-forwarded-access-token", T)]), 100),
+            Ok(T)
+        );
         // Authorization wins over the forwarded header.
-        let both = h(&[("x-forwarded-access-token", "x.y.z"), ("authorization", "Bearer aaa.bbb.ccc")]);
+        let both = h(&[
+            ("x-forwarded-access-token", "x.y.z"),
+            ("authorization", "Bearer aaa.bbb.ccc"),
+        ]);
         assert_eq!(bearer_token(&both, 100), Ok(T));
     }
 
     #[test]
     fn missing() {
-        assert_eq!(bearer_token(&h(&[(":path", "/apis/sts/token?access_token=a.b.c")]), 100), Err(Error::MissingToken));
-        assert_eq!(bearer_token(&h(&[("authorization", "Basic dXNlcjpwYXNz")]), 100), Err(Error::MissingToken));
+        assert_eq!(
+            bearer_token(&h(&[(":path", "/apis/sts/token?access_token=a.b.c")]), 100),
+            Err(Error::MissingToken)
+        );
+        assert_eq!(
+            bearer_token(&h(&[("authorization", "Basic dXNlcjpwYXNz")]), 100),
+            Err(Error::MissingToken)
+        );
     }
 
     #[test]
     fn malformed() {
-        let bad = |headers: &[(&str, &str)]| matches!(bearer_token(&h(headers), 100), Err(Error::InvalidToken(_)));
+        let bad = |headers: &[(&str, &str)]| {
+            matches!(bearer_token(&h(headers), 100), Err(Error::InvalidToken(_)))
+        };
         assert!(bad(&[("authorization", "Bearer")]));
         assert!(bad(&[("authorization", "Bearer ")]));
         assert!(bad(&[("authorization", "Bearer a.b")]));
         assert!(bad(&[("authorization", "Bearer a.b.c.d")]));
         assert!(bad(&[("authorization", "Bearer a.b+.c")]));
         assert!(bad(&[("authorization", "Bearer a.b.c\u{7}")]));
-        assert!(bad(&[("authorization", "Bearer a.b.c"), ("authorization", "Bearer a.b.c")]));
-        assert!(bad(&[("x-forwarded-access-token", "a.b.c"), ("x-forwarded-access-token", "a.b.c")]));
+        assert!(bad(&[
+            ("authorization", "Bearer a.b.c"),
+            ("authorization", "Bearer a.b.c")
+        ]));
+        assert!(bad(&[
+            ("x-forwarded-access-token", "a.b.c"),
+            ("x-forwarded-access-token", "a.b.c")
+        ]));
         let big = format!("Bearer {}.b.c", "a".repeat(200));
         assert!(bad(&[("authorization", big.as_str())]));
     }

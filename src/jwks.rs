@@ -1,7 +1,7 @@
 //! An issuer's JSON Web Key Set, parsed once per change into ready-to-use verifying keys.
 use jwt_simple::algorithms::{
-    PS256PublicKey, PS384PublicKey, PS512PublicKey, RS256PublicKey, RS384PublicKey,
-    RS512PublicKey, RSAPublicKeyLike,
+    PS256PublicKey, PS384PublicKey, PS512PublicKey, RS256PublicKey, RS384PublicKey, RS512PublicKey,
+    RSAPublicKeyLike,
 };
 use jwt_simple::common::VerificationOptions;
 use jwt_simple::prelude::JWTClaims;
@@ -164,8 +164,12 @@ fn prepare(raw: &RawJwk, algorithms: &[String]) -> Option<Jwk> {
     if matches!(raw.use_.as_deref(), Some(u) if u != "sig") {
         return None;
     }
-    let n = URL_SAFE_NO_PAD.decode(raw.n.as_deref()?.trim_end_matches('=')).ok()?;
-    let e = URL_SAFE_NO_PAD.decode(raw.e.as_deref()?.trim_end_matches('=')).ok()?;
+    let n = URL_SAFE_NO_PAD
+        .decode(raw.n.as_deref()?.trim_end_matches('='))
+        .ok()?;
+    let e = URL_SAFE_NO_PAD
+        .decode(raw.e.as_deref()?.trim_end_matches('='))
+        .ok()?;
     let verifiers: Vec<VerifyingKey> = algorithms
         .iter()
         .filter(|alg| raw.alg.as_deref().is_none_or(|a| a == alg.as_str()))
@@ -244,27 +248,48 @@ pub(crate) mod tests {
 
     #[test]
     fn bad_documents() {
-        for body in [&b""[..], b"null", b"{}", b"{\"keys\": 1}", b"<html>", b"{\"keys\": [}"] {
-            assert_eq!(KeySet::parse(body, &algs()).err(), Some(JwksError::NotJson), "{body:?}");
+        for body in [
+            &b""[..],
+            b"null",
+            b"{}",
+            b"{\"keys\": 1}",
+            b"<html>",
+            b"{\"keys\": [}",
+        ] {
+            assert_eq!(
+                KeySet::parse(body, &algs()).err(),
+                Some(JwksError::NotJson),
+                "{body:?}"
+            );
         }
-        let only_enc = serde_json::json!({"keys": [jwk_json(&keypairs()[0], "e", "enc", "RSA-OAEP")]});
+        let only_enc =
+            serde_json::json!({"keys": [jwk_json(&keypairs()[0], "e", "enc", "RSA-OAEP")]});
         assert_eq!(
             KeySet::parse(only_enc.to_string().as_bytes(), &algs()).err(),
             Some(JwksError::NoUsableKey)
         );
-        let bad_n = serde_json::json!({"keys": [{"kty": "RSA", "kid": "x", "n": "!!", "e": "AQAB"}]});
+        let bad_n =
+            serde_json::json!({"keys": [{"kty": "RSA", "kid": "x", "n": "!!", "e": "AQAB"}]});
         assert_eq!(
             KeySet::parse(bad_n.to_string().as_bytes(), &algs()).err(),
             Some(JwksError::NoUsableKey)
         );
-        let weak = serde_json::json!({"keys": [{"kty": "RSA", "kid": "x", "n": "AQAB", "e": "AQAB"}]});
+        let weak =
+            serde_json::json!({"keys": [{"kty": "RSA", "kid": "x", "n": "AQAB", "e": "AQAB"}]});
         assert_eq!(
             KeySet::parse(weak.to_string().as_bytes(), &algs()).err(),
             Some(JwksError::NoUsableKey)
         );
         // Deep nesting must fail cleanly (serde_json's recursion limit), not overflow the stack.
-        let deep = format!("{{\"keys\": [{}{}]}}", "[".repeat(10_000), "]".repeat(10_000));
-        assert_eq!(KeySet::parse(deep.as_bytes(), &algs()).err(), Some(JwksError::NotJson));
+        let deep = format!(
+            "{{\"keys\": [{}{}]}}",
+            "[".repeat(10_000),
+            "]".repeat(10_000)
+        );
+        assert_eq!(
+            KeySet::parse(deep.as_bytes(), &algs()).err(),
+            Some(JwksError::NotJson)
+        );
     }
 
     #[test]

@@ -9,7 +9,9 @@ pub mod config;
 pub mod credentials;
 pub mod error;
 pub mod extract;
+pub mod flow;
 pub mod jwks;
+pub mod jwks_store;
 pub mod route;
 pub mod session;
 pub mod sigv4;
@@ -18,4 +20,5 @@ pub mod sts_response;
 pub mod token_cache;
 pub mod verify;
 
-mod placeholder;
+mod filter;
+mod metrics;

@@ -7,7 +7,9 @@ pub enum Route {
     Healthz,
     Token,
     NotFound,
-    MethodNotAllowed { allow: &'static str },
+    MethodNotAllowed {
+        allow: &'static str,
+    },
 }
 
 pub fn route(prefix: &str, method: &str, path: &str) -> Route {
@@ -60,7 +62,13 @@ mod tests {
         ] {
             assert_eq!(route(P, "PUT", p), Route::NotFound, "{p}");
         }
-        for p in ["/APIS/sts/token", "/apis/stsx/token", "/", "", "/keycloak/realms"] {
+        for p in [
+            "/APIS/sts/token",
+            "/apis/stsx/token",
+            "/",
+            "",
+            "/keycloak/realms",
+        ] {
             assert_eq!(route(P, "PUT", p), Route::PassThrough, "{p}");
         }
     }

@@ -107,7 +107,9 @@ mod tests {
         let doc = serde_json::json!({"keys": [jwk_json(&keypairs()[1], "sig-2", "sig", "RS256")]});
         let rotated = vec![Source {
             issuers: HashSet::from([ISS.to_string()]),
-            keys: Some(Rc::new(KeySet::parse(doc.to_string().as_bytes(), &["RS256".into()]).unwrap())),
+            keys: Some(Rc::new(
+                KeySet::parse(doc.to_string().as_bytes(), &["RS256".into()]).unwrap(),
+            )),
         }];
         assert!(c.get(&digest(&t), NOW, &rotated).is_none());
         assert!(c.get(&digest(&t), NOW, &s).is_none(), "entry was removed");
@@ -115,7 +117,9 @@ mod tests {
         let doc = serde_json::json!({"keys": [jwk_json(&keypairs()[1], "sig-1", "sig", "RS256")]});
         let swapped = vec![Source {
             issuers: HashSet::from([ISS.to_string()]),
-            keys: Some(Rc::new(KeySet::parse(doc.to_string().as_bytes(), &["RS256".into()]).unwrap())),
+            keys: Some(Rc::new(
+                KeySet::parse(doc.to_string().as_bytes(), &["RS256".into()]).unwrap(),
+            )),
         }];
         c.insert(digest(&t), verify(&t, NOW, &s, &policy()).unwrap());
         assert!(c.get(&digest(&t), NOW, &swapped).is_none());

@@ -52,8 +52,8 @@ pub fn verify(
     sources: &[Source],
     policy: &Policy,
 ) -> Result<Verified, VerifyError> {
-    let meta = Token::decode_metadata(token)
-        .map_err(|_| Error::InvalidToken("malformed token header"))?;
+    let meta =
+        Token::decode_metadata(token).map_err(|_| Error::InvalidToken("malformed token header"))?;
     let alg = meta.algorithm();
     if !policy.algorithms.iter().any(|a| a == alg) {
         return Err(Error::InvalidToken("signature algorithm not allowed").into());
@@ -71,8 +71,12 @@ pub fn verify(
     }
     let mut last = Error::InvalidToken("signature does not verify");
     for (index, jwk) in candidates {
-        let Some(source) = sources.get(index) else { continue };
-        let Some(key) = jwk.verifier(alg) else { continue };
+        let Some(source) = sources.get(index) else {
+            continue;
+        };
+        let Some(key) = jwk.verifier(alg) else {
+            continue;
+        };
         match key.verify(token, options(now, source, policy)) {
             Ok(claims) => {
                 check_claims(&claims, now, &source.issuers, policy)?;
@@ -100,7 +104,9 @@ fn candidates<'a>(
         .enumerate()
         .filter_map(|(i, s)| s.keys.as_deref().map(|k| (i, k)));
     match kid {
-        Some(kid) => Ok(loaded.filter_map(|(i, set)| set.by_kid(kid).map(|k| (i, k))).collect()),
+        Some(kid) => Ok(loaded
+            .filter_map(|(i, set)| set.by_kid(kid).map(|k| (i, k)))
+            .collect()),
         None => {
             let fitting: Vec<(usize, &Jwk)> = loaded
                 .filter_map(|(i, set)| set.single_for(alg).map(|k| (i, k)))
@@ -108,7 +114,9 @@ fn candidates<'a>(
             if fitting.len() == 1 {
                 Ok(fitting)
             } else {
-                Err(Error::InvalidToken("token has no kid and the issuer publishes several keys"))
+                Err(Error::InvalidToken(
+                    "token has no kid and the issuer publishes several keys",
+                ))
             }
         }
     }
@@ -210,7 +218,9 @@ pub(crate) mod tests {
         let doc = json!({"keys": [jwk_json(a, "sig-1", "sig", "RS256"), jwk_json(b, "enc-1", "enc", "RSA-OAEP")]});
         vec![Source {
             issuers: HashSet::from([ISS.to_string()]),
-            keys: Some(Rc::new(KeySet::parse(doc.to_string().as_bytes(), &["RS256".into()]).unwrap())),
+            keys: Some(Rc::new(
+                KeySet::parse(doc.to_string().as_bytes(), &["RS256".into()]).unwrap(),
+            )),
         }]
     }
 
@@ -235,7 +245,11 @@ pub(crate) mod tests {
     /// Signs arbitrary header/claims JSON with key 0 (sig-1) or 1 (the enc key's private half).
     pub fn sign(header: Value, claims: Value, key: usize) -> String {
         let kp = &keypairs()[key];
-        let input = format!("{}.{}", b64(header.to_string().as_bytes()), b64(claims.to_string().as_bytes()));
+        let input = format!(
+            "{}.{}",
+            b64(header.to_string().as_bytes()),
+            b64(claims.to_string().as_bytes())
+        );
         let sig = raw_rs256(kp, input.as_bytes());
         format!("{input}.{}", b64(&sig))
     }
@@ -247,14 +261,21 @@ pub(crate) mod tests {
         let key = superboring::rsa::Rsa::private_key_from_der(&der).unwrap();
         let pkey = superboring::pkey::PKey::from_rsa(key).unwrap();
         let mut signer =
-            superboring::sign::Signer::new(superboring::hash::MessageDigest::sha256(), &pkey).unwrap();
-        signer.set_rsa_padding(superboring::rsa::Padding::PKCS1).unwrap();
+            superboring::sign::Signer::new(superboring::hash::MessageDigest::sha256(), &pkey)
+                .unwrap();
+        signer
+            .set_rsa_padding(superboring::rsa::Padding::PKCS1)
+            .unwrap();
         signer.update(data).unwrap();
         signer.sign_to_vec().unwrap()
     }
 
     pub fn good_token() -> String {
-        sign(json!({"alg": "RS256", "typ": "JWT", "kid": "sig-1"}), claims(json!({})), 0)
+        sign(
+            json!({"alg": "RS256", "typ": "JWT", "kid": "sig-1"}),
+            claims(json!({})),
+            0,
+        )
     }
 
     fn rejected(token: &str) -> Error {
@@ -275,9 +296,12 @@ pub(crate) mod tests {
         assert_eq!(v.claims.custom["preferred_username"], "admin");
         assert_eq!(v.kid.as_deref(), Some("sig-1"));
         // Also one made by jwt-simple itself, audience as a plain string.
-        let c = C::with_custom_claims(json!({"resource_access": {}}).as_object().unwrap().clone(), Duration::from_hours(1))
-            .with_issuer(ISS)
-            .with_audience("shasta");
+        let c = C::with_custom_claims(
+            json!({"resource_access": {}}).as_object().unwrap().clone(),
+            Duration::from_hours(1),
+        )
+        .with_issuer(ISS)
+        .with_audience("shasta");
         let t = keypairs()[0].sign(c).unwrap();
         let now = jwt_simple::prelude::Clock::now_since_epoch().as_secs();
         assert!(verify(&t, now, &sources(), &policy()).is_ok());
@@ -289,22 +313,58 @@ pub(crate) mod tests {
         let expired = sign(h.clone(), claims(json!({"exp": NOW - 61})), 0);
         assert_eq!(rejected(&expired), Error::Expired);
         // Within the skew it still passes.
-        assert!(verify(&sign(h.clone(), claims(json!({"exp": NOW - 59})), 0), NOW, &sources(), &policy()).is_ok());
-        assert!(invalid(&sign(h.clone(), claims(json!({"nbf": NOW + 120})), 0)));
-        assert!(invalid(&sign(h.clone(), claims(json!({"iat": NOW + 120})), 0)));
+        assert!(verify(
+            &sign(h.clone(), claims(json!({"exp": NOW - 59})), 0),
+            NOW,
+            &sources(),
+            &policy()
+        )
+        .is_ok());
+        assert!(invalid(&sign(
+            h.clone(),
+            claims(json!({"nbf": NOW + 120})),
+            0
+        )));
+        assert!(invalid(&sign(
+            h.clone(),
+            claims(json!({"iat": NOW + 120})),
+            0
+        )));
         assert!(invalid(&sign(h.clone(), claims(json!({"exp": null})), 0)));
-        assert!(invalid(&sign(h.clone(), claims(json!({"exp": "1900000000"})), 0)));
+        assert!(invalid(&sign(
+            h.clone(),
+            claims(json!({"exp": "1900000000"})),
+            0
+        )));
     }
 
     #[test]
     fn issuer_and_audience() {
         let h = json!({"alg": "RS256", "kid": "sig-1"});
-        assert!(invalid(&sign(h.clone(), claims(json!({"iss": "https://evil/realms/shasta"})), 0)));
-        assert!(invalid(&sign(h.clone(), claims(json!({"iss": format!("{ISS}/")})), 0)));
+        assert!(invalid(&sign(
+            h.clone(),
+            claims(json!({"iss": "https://evil/realms/shasta"})),
+            0
+        )));
+        assert!(invalid(&sign(
+            h.clone(),
+            claims(json!({"iss": format!("{ISS}/")})),
+            0
+        )));
         assert!(invalid(&sign(h.clone(), claims(json!({"iss": null})), 0)));
-        assert!(invalid(&sign(h.clone(), claims(json!({"aud": ["account"]})), 0)));
+        assert!(invalid(&sign(
+            h.clone(),
+            claims(json!({"aud": ["account"]})),
+            0
+        )));
         assert!(invalid(&sign(h.clone(), claims(json!({"aud": null})), 0)));
-        assert!(verify(&sign(h.clone(), claims(json!({"aud": "shasta"})), 0), NOW, &sources(), &policy()).is_ok());
+        assert!(verify(
+            &sign(h.clone(), claims(json!({"aud": "shasta"})), 0),
+            NOW,
+            &sources(),
+            &policy()
+        )
+        .is_ok());
     }
 
     #[test]
@@ -320,20 +380,44 @@ pub(crate) mod tests {
             let mut mac = Hmac::<sha2::Sha256>::new_from_slice(pem.as_bytes()).unwrap();
             mac.update(input.as_bytes());
             let t = format!("{input}.{}", b64(&mac.finalize().into_bytes()));
-            assert_eq!(rejected(&t), Error::InvalidToken("signature algorithm not allowed"));
+            assert_eq!(
+                rejected(&t),
+                Error::InvalidToken("signature algorithm not allowed")
+            );
         }
     }
 
     #[test]
     fn keys() {
         // Signed by a key that is not published (the enc key's private half, kid of the sig key).
-        let foreign = sign(json!({"alg": "RS256", "kid": "sig-1"}), claims(json!({})), 1);
-        assert_eq!(rejected(&foreign), Error::InvalidToken("signature does not verify"));
+        let foreign = sign(
+            json!({"alg": "RS256", "kid": "sig-1"}),
+            claims(json!({})),
+            1,
+        );
+        assert_eq!(
+            rejected(&foreign),
+            Error::InvalidToken("signature does not verify")
+        );
         // kid of the encryption key: not a signing key, so unknown.
-        let enc = sign(json!({"alg": "RS256", "kid": "enc-1"}), claims(json!({})), 1);
-        assert_eq!(verify(&enc, NOW, &sources(), &policy()).err(), Some(VerifyError::UnknownKid));
-        let odd = sign(json!({"alg": "RS256", "kid": "../../etc/passwd\u{0}"}), claims(json!({})), 0);
-        assert_eq!(verify(&odd, NOW, &sources(), &policy()).err(), Some(VerifyError::UnknownKid));
+        let enc = sign(
+            json!({"alg": "RS256", "kid": "enc-1"}),
+            claims(json!({})),
+            1,
+        );
+        assert_eq!(
+            verify(&enc, NOW, &sources(), &policy()).err(),
+            Some(VerifyError::UnknownKid)
+        );
+        let odd = sign(
+            json!({"alg": "RS256", "kid": "../../etc/passwd\u{0}"}),
+            claims(json!({})),
+            0,
+        );
+        assert_eq!(
+            verify(&odd, NOW, &sources(), &policy()).err(),
+            Some(VerifyError::UnknownKid)
+        );
         // No kid: the only signing key is tried.
         let no_kid = sign(json!({"alg": "RS256"}), claims(json!({})), 0);
         assert!(verify(&no_kid, NOW, &sources(), &policy()).is_ok());
@@ -345,16 +429,27 @@ pub(crate) mod tests {
         let doc = json!({"keys": [jwk_json(a, "sig-1", "sig", "RS256"), jwk_json(b, "sig-2", "sig", "RS256")]});
         let s = vec![Source {
             issuers: HashSet::from([ISS.to_string()]),
-            keys: Some(Rc::new(KeySet::parse(doc.to_string().as_bytes(), &["RS256".into()]).unwrap())),
+            keys: Some(Rc::new(
+                KeySet::parse(doc.to_string().as_bytes(), &["RS256".into()]).unwrap(),
+            )),
         }];
         let t = sign(json!({"alg": "RS256"}), claims(json!({})), 0);
-        assert!(matches!(verify(&t, NOW, &s, &policy()), Err(VerifyError::Rejected(Error::InvalidToken(_)))));
+        assert!(matches!(
+            verify(&t, NOW, &s, &policy()),
+            Err(VerifyError::Rejected(Error::InvalidToken(_)))
+        ));
     }
 
     #[test]
     fn keys_never_fetched() {
-        let s = vec![Source { issuers: HashSet::from([ISS.to_string()]), keys: None }];
-        assert_eq!(verify(&good_token(), NOW, &s, &policy()).err(), Some(VerifyError::Rejected(Error::KeysUnavailable)));
+        let s = vec![Source {
+            issuers: HashSet::from([ISS.to_string()]),
+            keys: None,
+        }];
+        assert_eq!(
+            verify(&good_token(), NOW, &s, &policy()).err(),
+            Some(VerifyError::Rejected(Error::KeysUnavailable))
+        );
     }
 
     #[test]
@@ -362,25 +457,50 @@ pub(crate) mod tests {
         let good = good_token();
         let parts: Vec<&str> = good.split('.').collect();
         // Tampered payload.
-        let tampered = format!("{}.{}.{}", parts[0], b64(claims(json!({"preferred_username": "root"})).to_string().as_bytes()), parts[2]);
+        let tampered = format!(
+            "{}.{}.{}",
+            parts[0],
+            b64(claims(json!({"preferred_username": "root"}))
+                .to_string()
+                .as_bytes()),
+            parts[2]
+        );
         assert!(invalid(&tampered));
         assert!(invalid(&format!("{}.{}!.{}", parts[0], parts[1], parts[2])));
         assert!(invalid(&format!("{}x.{}.{}", parts[0], parts[1], parts[2])));
         assert!(invalid("a.b.c"));
         assert!(invalid(&format!("{}.{}", parts[0], parts[1])));
         // crit header, and a header typ that is not JWT.
-        assert!(invalid(&sign(json!({"alg": "RS256", "kid": "sig-1", "crit": ["exp"]}), claims(json!({})), 0)));
-        assert!(invalid(&sign(json!({"alg": "RS256", "kid": "sig-1", "typ": "at+jwt-not"}), claims(json!({})), 0)));
+        assert!(invalid(&sign(
+            json!({"alg": "RS256", "kid": "sig-1", "crit": ["exp"]}),
+            claims(json!({})),
+            0
+        )));
+        assert!(invalid(&sign(
+            json!({"alg": "RS256", "kid": "sig-1", "typ": "at+jwt-not"}),
+            claims(json!({})),
+            0
+        )));
         // Deeply nested claims fail without overflowing the stack.
-        let deep = format!("{{\"iss\":\"{ISS}\",\"x\":{}{}}}", "[".repeat(10_000), "]".repeat(10_000));
+        let deep = format!(
+            "{{\"iss\":\"{ISS}\",\"x\":{}{}}}",
+            "[".repeat(10_000),
+            "]".repeat(10_000)
+        );
         let h = b64(br#"{"alg":"RS256","kid":"sig-1"}"#);
         let input = format!("{h}.{}", b64(deep.as_bytes()));
-        let t = format!("{input}.{}", b64(&raw_rs256(&keypairs()[0], input.as_bytes())));
+        let t = format!(
+            "{input}.{}",
+            b64(&raw_rs256(&keypairs()[0], input.as_bytes()))
+        );
         assert!(invalid(&t));
         // Duplicate claims are refused by the JSON parser for registered claims.
         let dup = r#"{"iss":"x","iss":"y","aud":"shasta","exp":1900000000}"#;
         let input = format!("{h}.{}", b64(dup.as_bytes()));
-        let t = format!("{input}.{}", b64(&raw_rs256(&keypairs()[0], input.as_bytes())));
+        let t = format!(
+            "{input}.{}",
+            b64(&raw_rs256(&keypairs()[0], input.as_bytes()))
+        );
         assert!(invalid(&t));
     }
 }

@@ -1,0 +1,609 @@
+//! One worker VM's state and the mint flow, free of proxy-wasm so it runs in native tests:
+//! route → extract → verify (cached) → authorize → signed STS request → parse → answer.
+//! The glue (`filter`) only moves bytes between Envoy and these functions.
+use std::collections::HashSet;
+use std::rc::Rc;
+
+use crate::authorize::authorize;
+use crate::config::{Config, JwksSource};
+use crate::credentials;
+use crate::error::{Answer, Error};
+use crate::extract::bearer_token;
+use crate::jwks::KeySet;
+use crate::jwks_store::{JwksStore, SharedStore, Timing};
+use crate::route::{route, Route};
+use crate::session::session_name;
+use crate::sigv4::SigningKeyCache;
+use crate::sts_request::{self, AssumeRoleParams};
+use crate::sts_response::{self, StsError, MAX_BODY_BYTES};
+use crate::token_cache::{digest, TokenCache};
+use crate::verify::{check_claims, verify, Policy, Source, Verified, VerifyError};
+
+/// What the glue does next with a request.
+#[derive(Debug)]
+pub enum Step {
+    /// Not ours: let the request continue.
+    Continue,
+    Reply(Answer),
+    /// Refetch these JWKS sources (already claimed), then call [`Worker::mint`] again.
+    FetchKeys(Vec<usize>),
+    /// Send this callout to RGW.
+    CallSts(StsCall),
+}
+
+/// An HTTP callout, ready for `dispatch_http_call`.
+#[derive(Debug)]
+pub struct Callout {
+    pub cluster: String,
+    pub headers: Vec<(&'static str, String)>,
+    pub body: Option<Vec<u8>>,
+    pub timeout_ms: u64,
+}
+
+#[derive(Debug)]
+pub struct StsCall {
+    pub callout: Callout,
+    /// Who asked, for the access log line (never a secret).
+    pub caller: String,
+    pub session: String,
+    pub tenant: Option<String>,
+}
+
+/// How an RGW callout ended, as the glue saw it.
+pub enum CalloutResult<'a> {
+    /// `dispatch_http_call` itself failed (unknown cluster, bad headers).
+    DispatchFailed,
+    /// No `:status` came back: the connection was reset.
+    Reset,
+    Answered { status: u16, body: &'a [u8], body_size: usize },
+}
+
+pub struct Worker {
+    pub config: Rc<Config>,
+    policy: Policy,
+    pub sources: Vec<Source>,
+    source_cfgs: Vec<JwksSource>,
+    source_keys: Vec<String>,
+    versions: Vec<u64>,
+    cache: TokenCache,
+    signing: SigningKeyCache,
+    seq: u64,
+}
+
+const HEALTHZ_BODY: &[u8] = b"{\"Status\": \"ok\"}";
+
+impl Worker {
+    pub fn new(config: Config) -> Worker {
+        let source_cfgs: Vec<JwksSource> = config.jwks_sources().into_iter().cloned().collect();
+        let sources = (0..source_cfgs.len())
+            .map(|i| Source {
+                issuers: config.issuers_of_source(i).into_iter().collect::<HashSet<_>>(),
+                keys: None,
+            })
+            .collect();
+        let source_keys = source_cfgs.iter().map(shared_key).collect();
+        Worker {
+            policy: Policy {
+                audience: config.audience.clone(),
+                clock_skew_seconds: config.clock_skew_seconds,
+                algorithms: config.algorithms.clone(),
+                max_token_bytes: config.max_token_bytes,
+            },
+            versions: vec![0; source_cfgs.len()],
+            cache: TokenCache::new(config.token_cache_entries),
+            signing: SigningKeyCache::new(),
+            seq: 0,
+            config: Rc::new(config),
+            sources,
+            source_cfgs,
+            source_keys,
+        }
+    }
+
+    pub fn source_count(&self) -> usize {
+        self.source_cfgs.len()
+    }
+
+    fn store<'a, S: SharedStore>(&'a self, store: &'a S, i: usize) -> JwksStore<'a, S> {
+        JwksStore {
+            store,
+            key: self.source_keys.get(i).map(String::as_str).unwrap_or("sts-gateway.jwks"),
+        }
+    }
+
+    fn timing(&self, i: usize) -> Timing {
+        let c = self.source_cfgs.get(i);
+        let secs = |f: fn(&JwksSource) -> u64| c.map(f).unwrap_or(1).saturating_mul(1000);
+        Timing {
+            refresh_ms: secs(|c| c.refresh_seconds),
+            min_refetch_ms: secs(|c| c.min_refetch_seconds),
+            retry_ms: secs(|c| c.retry_seconds),
+            lease_ms: c.map(|c| c.timeout_ms).unwrap_or(1000).saturating_add(1000),
+        }
+    }
+
+    /// Picks up JWKS documents other VMs fetched; parses only when a version moved.
+    pub fn sync_keys<S: SharedStore>(&mut self, store: &S) {
+        for i in 0..self.source_count() {
+            let known = self.versions.get(i).copied().unwrap_or(0);
+            if let Some((version, doc)) = self.store(store, i).load_if_newer(known) {
+                self.install(i, version, &doc);
+            }
+        }
+    }
+
+    fn install(&mut self, i: usize, version: u64, doc: &[u8]) {
+        if let Ok(set) = KeySet::parse(doc, &self.config.algorithms) {
+            if let Some(s) = self.sources.get_mut(i) {
+                s.keys = Some(Rc::new(set));
+            }
+        }
+        if let Some(v) = self.versions.get_mut(i) {
+            *v = version;
+        }
+    }
+
+    /// Sources whose periodic fetch is due and now claimed by this VM.
+    pub fn claim_due_fetches<S: SharedStore>(&self, store: &S, now_ms: u64) -> Vec<usize> {
+        (0..self.source_count())
+            .filter(|&i| self.store(store, i).claim_due(now_ms, &self.timing(i)))
+            .collect()
+    }
+
+    pub fn jwks_callout(&self, i: usize) -> Option<Callout> {
+        let c = self.source_cfgs.get(i)?;
+        Some(Callout {
+            cluster: c.cluster.clone(),
+            headers: vec![
+                (":method", "GET".into()),
+                (":path", c.path.clone()),
+                (":authority", c.authority.clone()),
+                ("accept", "application/json".into()),
+            ],
+            body: None,
+            timeout_ms: c.timeout_ms,
+        })
+    }
+
+    pub fn jwks_max_bytes(&self, i: usize) -> usize {
+        self.source_cfgs.get(i).map(|c| c.max_bytes).unwrap_or(0)
+    }
+
+    /// Stores a fetched JWKS for every VM, or records the failure (the last good keys stay).
+    /// `body` is `None` when it was larger than the configured limit.
+    pub fn jwks_fetched<S: SharedStore>(
+        &mut self,
+        store: &S,
+        i: usize,
+        status: Option<u16>,
+        body: Option<&[u8]>,
+        now_ms: u64,
+    ) -> Result<usize, &'static str> {
+        let t = self.timing(i);
+        let outcome = match (status, body) {
+            (None, _) => Err("no answer (reset or unknown cluster)"),
+            (Some(200), None) => Err("document larger than jwks.max_bytes"),
+            (Some(200), Some(doc)) => match KeySet::parse(doc, &self.config.algorithms) {
+                Ok(set) => Ok((set, doc)),
+                Err(e) => Err(e.reason()),
+            },
+            (Some(504), _) => Err("timed out"),
+            (Some(_), _) => Err("HTTP error status"),
+        };
+        match outcome {
+            Ok((set, doc)) => {
+                let count = set.keys.len();
+                let version = self.store(store, i).record_success(doc, now_ms, &t);
+                if let Some(s) = self.sources.get_mut(i) {
+                    s.keys = Some(Rc::new(set));
+                }
+                if let Some(v) = self.versions.get_mut(i) {
+                    *v = version;
+                }
+                Ok(count)
+            }
+            Err(reason) => {
+                self.store(store, i).record_failure(now_ms, &t);
+                Err(reason)
+            }
+        }
+    }
+
+    /// Entry point for a request's headers. `headers` include the pseudo-headers.
+    pub fn on_request<S: SharedStore>(
+        &mut self,
+        store: &S,
+        headers: &[(String, String)],
+        now_ms: u64,
+        unique: u64,
+    ) -> Step {
+        let get = |name: &str| {
+            headers
+                .iter()
+                .find(|(n, _)| n == name)
+                .map(|(_, v)| v.as_str())
+                .unwrap_or_default()
+        };
+        match route(&self.config.prefix, get(":method"), get(":path")) {
+            Route::PassThrough => Step::Continue,
+            Route::Healthz => Step::Reply(Answer {
+                status: 200,
+                reason: "healthz",
+                headers: vec![("content-type", "application/json".into())],
+                body: HEALTHZ_BODY.to_vec(),
+            }),
+            Route::NotFound => Step::Reply(self.answer(&Error::NotFound)),
+            Route::MethodNotAllowed { allow } => {
+                Step::Reply(self.answer(&Error::MethodNotAllowed { allow }))
+            }
+            Route::Token => self.mint(store, headers, now_ms, unique, true),
+        }
+    }
+
+    /// Token → keys → verify → authorize → signed STS call. `may_refetch` is false on the
+    /// second pass after an unknown-`kid` refetch, so a request triggers at most one.
+    pub fn mint<S: SharedStore>(
+        &mut self,
+        store: &S,
+        headers: &[(String, String)],
+        now_ms: u64,
+        unique: u64,
+        may_refetch: bool,
+    ) -> Step {
+        match self.try_mint(store, headers, now_ms, unique, may_refetch) {
+            Ok(step) => step,
+            Err(e) => Step::Reply(self.answer(&e)),
+        }
+    }
+
+    fn try_mint<S: SharedStore>(
+        &mut self,
+        store: &S,
+        headers: &[(String, String)],
+        now_ms: u64,
+        unique: u64,
+        may_refetch: bool,
+    ) -> Result<Step, Error> {
+        let token = bearer_token(headers, self.config.max_token_bytes)?;
+        self.sync_keys(store);
+        let now = now_ms / 1000;
+        let verified = match self.verify_cached(token, now) {
+            Ok(v) => v,
+            Err(VerifyError::Rejected(e)) => return Err(e),
+            Err(VerifyError::UnknownKid) => {
+                let claimed: Vec<usize> = if may_refetch {
+                    (0..self.source_count())
+                        .filter(|&i| self.store(store, i).claim_refetch(now_ms, &self.timing(i)))
+                        .collect()
+                } else {
+                    Vec::new()
+                };
+                if claimed.is_empty() {
+                    return Err(Error::InvalidToken("signing key (kid) not published by the issuer"));
+                }
+                return Ok(Step::FetchKeys(claimed));
+            }
+        };
+        let tenant = headers
+            .iter()
+            .find(|(n, _)| n == "cray-tenant-name")
+            .map(|(_, v)| v.as_str());
+        authorize(&verified.claims, &self.config.rules, tenant)?;
+        Ok(Step::CallSts(self.sts_call(&verified, tenant, now, unique)))
+    }
+
+    fn verify_cached(&mut self, token: &str, now: u64) -> Result<Verified, VerifyError> {
+        let key = digest(token);
+        if let Some(hit) = self.cache.get(&key, now, &self.sources) {
+            let issuers = self
+                .sources
+                .get(hit.source)
+                .map(|s| &s.issuers)
+                .ok_or(Error::InvalidToken("issuer not accepted"))?;
+            check_claims(&hit.claims, now, issuers, &self.policy)?;
+            return Ok(hit);
+        }
+        let verified = verify(token, now, &self.sources, &self.policy)?;
+        self.cache.insert(key, verified.clone());
+        Ok(verified)
+    }
+
+    fn sts_call(
+        &mut self,
+        verified: &Verified,
+        tenant: Option<&str>,
+        now: u64,
+        unique: u64,
+    ) -> StsCall {
+        self.seq = self.seq.wrapping_add(1);
+        let claims = &verified.claims;
+        let username = claims
+            .custom
+            .get("preferred_username")
+            .and_then(|v| v.as_str());
+        let session = session_name(
+            username,
+            claims.subject.as_deref(),
+            unique ^ self.seq.rotate_left(40),
+        );
+        let rgw = &self.config.rgw;
+        let params = AssumeRoleParams {
+            authority: &rgw.authority,
+            region: &rgw.region,
+            service: &rgw.service,
+            access_key_id: rgw.access_key_id(),
+            role_arn: &rgw.role_arn,
+            role_session_name: &session,
+            duration_seconds: rgw.duration_seconds,
+            policy: rgw.policy.as_deref(),
+        };
+        let request = sts_request::build(&params, &mut self.signing, rgw.secret_access_key(), now);
+        StsCall {
+            callout: Callout {
+                cluster: rgw.cluster.clone(),
+                headers: request.headers,
+                body: Some(request.body.into_bytes()),
+                timeout_ms: rgw.timeout_ms,
+            },
+            caller: username
+                .or(claims.subject.as_deref())
+                .unwrap_or("unknown")
+                .chars()
+                .filter(|c| !c.is_control())
+                .take(128)
+                .collect(),
+            session,
+            tenant: tenant.map(str::to_string),
+        }
+    }
+
+    /// RGW's answer (or its absence) → the client's answer.
+    pub fn sts_answered(&self, result: CalloutResult<'_>) -> Result<Answer, Error> {
+        let (status, body, body_size) = match result {
+            CalloutResult::DispatchFailed => return Err(Error::RgwUnavailable),
+            CalloutResult::Reset => return Err(Error::RgwBadAnswer("connection reset")),
+            CalloutResult::Answered {
+                status,
+                body,
+                body_size,
+            } => (status, body, body_size),
+        };
+        if body_size > MAX_BODY_BYTES {
+            return Err(Error::RgwBadAnswer("answer too large"));
+        }
+        let creds = match sts_response::parse(status, body) {
+            Ok(c) => c,
+            // Envoy itself answers 503 (no upstream) and 504 (timeout) without RGW's XML.
+            Err(StsError::Rgw { status: 503, code }) if code == sts_response::UNKNOWN_CODE => {
+                return Err(Error::RgwUnavailable)
+            }
+            Err(StsError::Rgw { status: 504, code }) if code == sts_response::UNKNOWN_CODE => {
+                return Err(Error::RgwTimeout)
+            }
+            Err(StsError::Rgw { status, code }) => return Err(Error::Rgw { status, code }),
+            Err(StsError::Malformed(why)) => return Err(Error::RgwBadAnswer(why)),
+        };
+        let body = credentials::response_body(&creds, &self.config.rgw.endpoint_url)
+            .map_err(|_| Error::RgwBadAnswer("Expiration is not an RFC 3339 UTC time"))?;
+        Ok(Answer {
+            status: 201,
+            reason: "minted",
+            headers: vec![
+                ("content-type", "application/json".into()),
+                ("cache-control", "no-store".into()),
+                ("pragma", "no-cache".into()),
+            ],
+            body: body.into_bytes(),
+        })
+    }
+
+    pub fn answer(&self, e: &Error) -> Answer {
+        e.answer(&self.config.realm)
+    }
+
+    #[cfg(test)]
+    pub fn signing_key_derivations(&self) -> u64 {
+        self.signing.derivations()
+    }
+}
+
+/// Shared-data key of a JWKS source: distinct per source, stable across config reloads.
+fn shared_key(s: &JwksSource) -> String {
+    use sha2::{Digest, Sha256};
+    let h = Sha256::digest(format!("{}\n{}\n{}", s.cluster, s.authority, s.path).as_bytes());
+    let hex: String = h.iter().take(8).map(|b| format!("{b:02x}")).collect();
+    format!("sts-gateway.jwks.{hex}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::jwks::tests::{jwk_json, keypairs};
+    use crate::jwks_store::tests::FakeShared;
+    use crate::verify::tests::{claims, sign, ISS, NOW};
+    use serde_json::json;
+
+    const NOW_MS: u64 = NOW * 1000;
+
+    fn config() -> Config {
+        let v = json!({
+            "issuers": [{"issuer": ISS, "jwks": {"cluster": "keycloak", "authority": "kc", "path": "/jwks"}}],
+            "rgw": {"cluster": "rgw", "authority": "rgw.local:8080", "endpoint_url": "http://rgw.local:8080",
+                    "role_arn": "arn:aws:iam:::user/STS", "access_key_id": "AKIDSTS", "secret_access_key": "SECRETSTS"}
+        });
+        Config::parse(v.to_string().as_bytes(), &|_| None).unwrap()
+    }
+
+    fn jwks_doc(kids: &[(usize, &str)]) -> Vec<u8> {
+        let keys: Vec<_> = kids.iter().map(|(i, kid)| jwk_json(&keypairs()[*i], kid, "sig", "RS256")).collect();
+        json!({"keys": keys}).to_string().into_bytes()
+    }
+
+    /// A worker whose keys another VM already fetched into shared data.
+    fn worker_with_keys(shared: &FakeShared) -> Worker {
+        let mut w = Worker::new(config());
+        assert!(w.claim_due_fetches(shared, NOW_MS).contains(&0));
+        w.jwks_fetched(shared, 0, Some(200), Some(&jwks_doc(&[(0, "sig-1")])), NOW_MS).unwrap();
+        Worker::new(config())
+    }
+
+    fn req(method: &str, path: &str, auth: Option<String>) -> Vec<(String, String)> {
+        let mut h = vec![(":method".to_string(), method.to_string()), (":path".to_string(), path.to_string())];
+        if let Some(a) = auth {
+            h.push(("authorization".into(), a));
+        }
+        h
+    }
+
+    fn token_for(user: &str, roles: &[&str], kid: &str, key: usize) -> String {
+        sign(
+            json!({"alg": "RS256", "typ": "JWT", "kid": kid}),
+            claims(json!({"preferred_username": user, "resource_access": {"shasta": {"roles": roles}}})),
+            key,
+        )
+    }
+
+    fn status(step: &Step) -> u32 {
+        match step {
+            Step::Reply(a) => a.status,
+            Step::CallSts(_) => 0,
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    #[test]
+    fn routes() {
+        let shared = FakeShared::default();
+        let mut w = worker_with_keys(&shared);
+        assert!(matches!(w.on_request(&shared, &req("GET", "/other", None), NOW_MS, 1), Step::Continue));
+        match w.on_request(&shared, &req("GET", "/apis/sts/healthz", None), NOW_MS, 1) {
+            Step::Reply(a) => assert_eq!((a.status, a.body.as_slice()), (200, HEALTHZ_BODY)),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(status(&w.on_request(&shared, &req("GET", "/apis/sts/token", None), NOW_MS, 1)), 405);
+        assert_eq!(status(&w.on_request(&shared, &req("PUT", "/apis/sts/nope", None), NOW_MS, 1)), 404);
+        assert_eq!(status(&w.on_request(&shared, &req("PUT", "/apis/sts/token", None), NOW_MS, 1)), 401);
+    }
+
+    #[test]
+    fn admin_gets_a_signed_sts_call() {
+        let shared = FakeShared::default();
+        let mut w = worker_with_keys(&shared);
+        let t = token_for("admin", &["admin"], "sig-1", 0);
+        let step = w.on_request(&shared, &req("PUT", "/apis/sts/token", Some(format!("Bearer {t}"))), NOW_MS, 7);
+        let Step::CallSts(call) = step else { panic!("{step:?}") };
+        assert_eq!(call.callout.cluster, "rgw");
+        assert_eq!(call.caller, "admin");
+        assert!(call.session.starts_with("admin-"), "{}", call.session);
+        let body = String::from_utf8(call.callout.body.clone().unwrap()).unwrap();
+        assert!(body.contains("Action=AssumeRole"));
+        assert!(body.contains(&format!("RoleSessionName={}", call.session)));
+        assert!(body.contains("DurationSeconds=3600"));
+        let auth = &call.callout.headers.iter().find(|(n, _)| *n == "authorization").unwrap().1;
+        assert!(auth.starts_with("AWS4-HMAC-SHA256 Credential=AKIDSTS/"));
+        assert!(!format!("{call:?}").contains("SECRETSTS"));
+    }
+
+    #[test]
+    fn denials() {
+        let shared = FakeShared::default();
+        let mut w = worker_with_keys(&shared);
+        let put = |t: &str| req("PUT", "/apis/sts/token", Some(format!("Bearer {t}")));
+        let user = token_for("user", &["user"], "sig-1", 0);
+        assert_eq!(status(&w.on_request(&shared, &put(&user), NOW_MS, 1)), 403);
+        let admin = token_for("admin", &["admin"], "sig-1", 0);
+        let mut h = put(&admin);
+        h.push(("cray-tenant-name".into(), "Not_A_Label".into()));
+        assert_eq!(status(&w.on_request(&shared, &h, NOW_MS, 1)), 403);
+        h.pop();
+        h.push(("cray-tenant-name".into(), "vcluster-blue".into()));
+        assert_eq!(status(&w.on_request(&shared, &h, NOW_MS, 1)), 0);
+        // Cached now; still expires on time.
+        assert_eq!(status(&w.on_request(&shared, &put(&admin), NOW_MS + 3_661_000, 1)), 401);
+        let forged = token_for("admin", &["admin"], "sig-1", 1);
+        assert_eq!(status(&w.on_request(&shared, &put(&forged), NOW_MS, 1)), 401);
+    }
+
+    #[test]
+    fn no_keys_yet_is_503() {
+        let shared = FakeShared::default();
+        let mut w = Worker::new(config());
+        let t = token_for("admin", &["admin"], "sig-1", 0);
+        let step = w.on_request(&shared, &req("PUT", "/apis/sts/token", Some(format!("Bearer {t}"))), NOW_MS, 1);
+        let Step::Reply(a) = step else { panic!() };
+        assert_eq!(a.status, 503);
+        assert!(a.headers.iter().any(|(n, _)| *n == "retry-after"));
+    }
+
+    #[test]
+    fn unknown_kid_refetches_once_then_verifies() {
+        let shared = FakeShared::default();
+        let mut w = worker_with_keys(&shared);
+        let rotated = token_for("admin", &["admin"], "sig-2", 1);
+        let h = req("PUT", "/apis/sts/token", Some(format!("Bearer {rotated}")));
+        let later = NOW_MS + 31_000;
+        let step = w.on_request(&shared, &h, later, 1);
+        let Step::FetchKeys(sources) = step else { panic!("{step:?}") };
+        assert_eq!(sources, vec![0]);
+        // A second request meanwhile does not trigger another fetch.
+        assert_eq!(status(&w.on_request(&shared, &h, later, 1)), 401);
+        w.jwks_fetched(&shared, 0, Some(200), Some(&jwks_doc(&[(1, "sig-2")])), later).unwrap();
+        assert_eq!(status(&w.mint(&shared, &h, later, 1, false)), 0);
+        // The old key left the JWKS: its token is refused, and no refetch happens right away.
+        let old = token_for("admin", &["admin"], "sig-1", 0);
+        let h_old = req("PUT", "/apis/sts/token", Some(format!("Bearer {old}")));
+        assert_eq!(status(&w.on_request(&shared, &h_old, later + 1, 1)), 401);
+        // Another worker picks the new keys up from shared data.
+        let mut other = Worker::new(config());
+        assert_eq!(status(&other.on_request(&shared, &h, later + 2, 1)), 0);
+    }
+
+    #[test]
+    fn failed_fetch_keeps_last_good_keys() {
+        let shared = FakeShared::default();
+        let mut w = worker_with_keys(&shared);
+        assert!(w.jwks_fetched(&shared, 0, Some(500), Some(b"oops"), NOW_MS + 1).is_err());
+        assert!(w.jwks_fetched(&shared, 0, Some(200), Some(b"<html>"), NOW_MS + 2).is_err());
+        assert!(w.jwks_fetched(&shared, 0, Some(200), None, NOW_MS + 3).is_err());
+        assert!(w.jwks_fetched(&shared, 0, None, None, NOW_MS + 4).is_err());
+        let t = token_for("admin", &["admin"], "sig-1", 0);
+        let h = req("PUT", "/apis/sts/token", Some(format!("Bearer {t}")));
+        assert_eq!(status(&Worker::new(config()).on_request(&shared, &h, NOW_MS + 5, 1)), 0);
+        assert_eq!(status(&w.on_request(&shared, &h, NOW_MS + 5, 1)), 0);
+    }
+
+    #[test]
+    fn signing_key_derived_once_per_day() {
+        let shared = FakeShared::default();
+        let mut w = worker_with_keys(&shared);
+        let h = req("PUT", "/apis/sts/token", Some(format!("Bearer {}", token_for("admin", &["admin"], "sig-1", 0))));
+        for i in 0..50 {
+            assert_eq!(status(&w.on_request(&shared, &h, NOW_MS + i * 10, i)), 0);
+        }
+        assert_eq!(w.signing_key_derivations(), 1);
+    }
+
+    const OK_XML: &str = "<AssumeRoleResponse><AssumeRoleResult><Credentials><AccessKeyId>nEffVHB6D9aV8oNWipJ</AccessKeyId><Expiration>2026-11-30T00:57:59.260716106Z</Expiration><SecretAccessKey>EJBVsecret</SecretAccessKey><SessionToken>7MSXtoken</SessionToken></Credentials></AssumeRoleResult></AssumeRoleResponse>";
+
+    #[test]
+    fn rgw_answers() {
+        let w = Worker::new(config());
+        let ok = w.sts_answered(CalloutResult::Answered { status: 200, body: OK_XML.as_bytes(), body_size: OK_XML.len() }).unwrap();
+        assert_eq!(ok.status, 201);
+        assert_eq!(
+            String::from_utf8(ok.body).unwrap(),
+            "{\"Credentials\": {\"AccessKeyId\": \"nEffVHB6D9aV8oNWipJ\", \"EndpointURL\": \"http://rgw.local:8080\", \"Expiration\": \"2026-11-30T00:57:59.260716+00:00\", \"SecretAccessKey\": \"EJBVsecret\", \"SessionToken\": \"7MSXtoken\"}}"
+        );
+        assert!(ok.headers.contains(&("cache-control", "no-store".into())));
+        let denied = "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Error><Code>AccessDenied</Code><Message></Message><RequestId>x</RequestId><HostId>y</HostId></Error>";
+        let answered = |status: u16, body: &str| w.sts_answered(CalloutResult::Answered { status, body: body.as_bytes(), body_size: body.len() });
+        assert_eq!(answered(403, denied), Err(Error::Rgw { status: 403, code: "AccessDenied".into() }));
+        assert_eq!(answered(503, "no healthy upstream"), Err(Error::RgwUnavailable));
+        assert_eq!(answered(504, "upstream request timeout"), Err(Error::RgwTimeout));
+        assert_eq!(answered(500, "boom").unwrap_err().status(), 502);
+        assert_eq!(answered(200, "<garbage").unwrap_err().status(), 502);
+        assert_eq!(w.sts_answered(CalloutResult::Reset).unwrap_err().status(), 502);
+        assert_eq!(w.sts_answered(CalloutResult::DispatchFailed).unwrap_err().status(), 503);
+        assert_eq!(w.sts_answered(CalloutResult::Answered { status: 200, body: b"", body_size: 10 << 20 }).unwrap_err().status(), 502);
+    }
+}
