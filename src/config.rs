@@ -278,8 +278,10 @@ impl Config {
         }
         for (i, issuer) in self.issuers.iter().enumerate() {
             issuer.validate(&format!("issuers[{i}]"))?;
-            if self.issuers[..i]
+            if self
+                .issuers
                 .iter()
+                .take(i)
                 .any(|other| other.issuer == issuer.issuer)
             {
                 return Err(ConfigError::new(
@@ -535,7 +537,8 @@ mod tests {
 
     #[test]
     fn every_validation_names_its_field() {
-        let cases: Vec<(&str, Box<dyn Fn(&mut Value)>)> = vec![
+        type Mutation = Box<dyn Fn(&mut Value)>;
+        let cases: Vec<(&str, Mutation)> = vec![
             ("prefix", Box::new(|v| v["prefix"] = json!("apis/sts"))),
             ("realm", Box::new(|v| v["realm"] = json!("a\"b"))),
             ("audience", Box::new(|v| v["audience"] = json!(""))),

@@ -120,8 +120,8 @@ impl Error {
             "title": title(status),
             "type": "about:blank",
         });
-        if let Error::Rgw { code, .. } = self {
-            body["code"] = serde_json::Value::String(code.clone());
+        if let (Error::Rgw { code, .. }, Some(map)) = (self, body.as_object_mut()) {
+            map.insert("code".into(), serde_json::Value::String(code.clone()));
         }
         Answer {
             status,

@@ -64,10 +64,13 @@ fn dispatch(c: &Callout) -> Result<u32, ()> {
 }
 
 fn status_of_callout() -> Option<u16> {
-    hostcalls::get_map_value(proxy_wasm::types::MapType::HttpCallResponseHeaders, ":status")
-        .ok()
-        .flatten()
-        .and_then(|s| s.parse().ok())
+    hostcalls::get_map_value(
+        proxy_wasm::types::MapType::HttpCallResponseHeaders,
+        ":status",
+    )
+    .ok()
+    .flatten()
+    .and_then(|s| s.parse().ok())
 }
 
 fn callout_body(size: usize, max: usize) -> Option<Vec<u8>> {
@@ -89,7 +92,9 @@ struct Root {
 
 impl Root {
     fn refresh(&mut self) {
-        let Some(worker) = self.worker.clone() else { return };
+        let Some(worker) = self.worker.clone() else {
+            return;
+        };
         let mut w = worker.borrow_mut();
         w.sync_keys(&HostShared);
         for i in w.claim_due_fetches(&HostShared, now_ms()) {
@@ -119,11 +124,21 @@ fn jwks_done(w: &mut Worker, m: &Metrics, i: usize, status: Option<u16>, body: O
 
 impl Context for Root {
     fn on_http_call_response(&mut self, token: u32, _: usize, body_size: usize, _: usize) {
-        let Some(i) = self.fetches.remove(&token) else { return };
-        let Some(worker) = self.worker.clone() else { return };
+        let Some(i) = self.fetches.remove(&token) else {
+            return;
+        };
+        let Some(worker) = self.worker.clone() else {
+            return;
+        };
         let mut w = worker.borrow_mut();
         let body = callout_body(body_size, w.jwks_max_bytes(i));
-        jwks_done(&mut w, &self.metrics, i, status_of_callout(), body.as_deref());
+        jwks_done(
+            &mut w,
+            &self.metrics,
+            i,
+            status_of_callout(),
+            body.as_deref(),
+        );
     }
 }
 
@@ -236,10 +251,10 @@ impl Http {
 
     fn mint_again(&mut self) -> Action {
         let unique = self.unique();
-        let step = self
-            .worker
-            .borrow_mut()
-            .mint(&HostShared, &self.headers, now_ms(), unique, false);
+        let step =
+            self.worker
+                .borrow_mut()
+                .mint(&HostShared, &self.headers, now_ms(), unique, false);
         self.run(step)
     }
 
@@ -289,12 +304,24 @@ impl Http {
 }
 
 impl Context for Http {
-    fn on_http_call_response(&mut self, token: u32, num_headers: usize, body_size: usize, _: usize) {
+    fn on_http_call_response(
+        &mut self,
+        token: u32,
+        num_headers: usize,
+        body_size: usize,
+        _: usize,
+    ) {
         if let Some(i) = self.key_fetches.remove(&token) {
             let w = self.worker.clone();
             let mut w = w.borrow_mut();
             let body = callout_body(body_size, w.jwks_max_bytes(i));
-            jwks_done(&mut w, &self.metrics, i, status_of_callout(), body.as_deref());
+            jwks_done(
+                &mut w,
+                &self.metrics,
+                i,
+                status_of_callout(),
+                body.as_deref(),
+            );
             drop(w);
             if self.key_fetches.is_empty() {
                 let action = self.mint_again();
@@ -335,10 +362,12 @@ impl HttpContext for Http {
         self.started_ms = now_ms();
         self.headers = self.get_http_request_headers();
         let unique = self.unique();
-        let step = self
-            .worker
-            .borrow_mut()
-            .on_request(&HostShared, &self.headers, self.started_ms, unique);
+        let step = self.worker.borrow_mut().on_request(
+            &HostShared,
+            &self.headers,
+            self.started_ms,
+            unique,
+        );
         self.run(step)
     }
 }

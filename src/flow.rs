@@ -55,7 +55,11 @@ pub enum CalloutResult<'a> {
     DispatchFailed,
     /// No `:status` came back: the connection was reset.
     Reset,
-    Answered { status: u16, body: &'a [u8], body_size: usize },
+    Answered {
+        status: u16,
+        body: &'a [u8],
+        body_size: usize,
+    },
 }
 
 pub struct Worker {
@@ -77,7 +81,10 @@ impl Worker {
         let source_cfgs: Vec<JwksSource> = config.jwks_sources().into_iter().cloned().collect();
         let sources = (0..source_cfgs.len())
             .map(|i| Source {
-                issuers: config.issuers_of_source(i).into_iter().collect::<HashSet<_>>(),
+                issuers: config
+                    .issuers_of_source(i)
+                    .into_iter()
+                    .collect::<HashSet<_>>(),
                 keys: None,
             })
             .collect();
@@ -107,7 +114,11 @@ impl Worker {
     fn store<'a, S: SharedStore>(&'a self, store: &'a S, i: usize) -> JwksStore<'a, S> {
         JwksStore {
             store,
-            key: self.source_keys.get(i).map(String::as_str).unwrap_or("sts-gateway.jwks"),
+            key: self
+                .source_keys
+                .get(i)
+                .map(String::as_str)
+                .unwrap_or("sts-gateway.jwks"),
         }
     }
 
@@ -279,7 +290,9 @@ impl Worker {
                     Vec::new()
                 };
                 if claimed.is_empty() {
-                    return Err(Error::InvalidToken("signing key (kid) not published by the issuer"));
+                    return Err(Error::InvalidToken(
+                        "signing key (kid) not published by the issuer",
+                    ));
                 }
                 return Ok(Step::FetchKeys(claimed));
             }
@@ -435,7 +448,10 @@ mod tests {
     }
 
     fn jwks_doc(kids: &[(usize, &str)]) -> Vec<u8> {
-        let keys: Vec<_> = kids.iter().map(|(i, kid)| jwk_json(&keypairs()[*i], kid, "sig", "RS256")).collect();
+        let keys: Vec<_> = kids
+            .iter()
+            .map(|(i, kid)| jwk_json(&keypairs()[*i], kid, "sig", "RS256"))
+            .collect();
         json!({"keys": keys}).to_string().into_bytes()
     }
 
@@ -443,12 +459,22 @@ mod tests {
     fn worker_with_keys(shared: &FakeShared) -> Worker {
         let mut w = Worker::new(config());
         assert!(w.claim_due_fetches(shared, NOW_MS).contains(&0));
-        w.jwks_fetched(shared, 0, Some(200), Some(&jwks_doc(&[(0, "sig-1")])), NOW_MS).unwrap();
+        w.jwks_fetched(
+            shared,
+            0,
+            Some(200),
+            Some(&jwks_doc(&[(0, "sig-1")])),
+            NOW_MS,
+        )
+        .unwrap();
         Worker::new(config())
     }
 
     fn req(method: &str, path: &str, auth: Option<String>) -> Vec<(String, String)> {
-        let mut h = vec![(":method".to_string(), method.to_string()), (":path".to_string(), path.to_string())];
+        let mut h = vec![
+            (":method".to_string(), method.to_string()),
+            (":path".to_string(), path.to_string()),
+        ];
         if let Some(a) = auth {
             h.push(("authorization".into(), a));
         }
@@ -458,7 +484,9 @@ mod tests {
     fn token_for(user: &str, roles: &[&str], kid: &str, key: usize) -> String {
         sign(
             json!({"alg": "RS256", "typ": "JWT", "kid": kid}),
-            claims(json!({"preferred_username": user, "resource_access": {"shasta": {"roles": roles}}})),
+            claims(
+                json!({"preferred_username": user, "resource_access": {"shasta": {"roles": roles}}}),
+            ),
             key,
         )
     }
@@ -475,14 +503,26 @@ mod tests {
     fn routes() {
         let shared = FakeShared::default();
         let mut w = worker_with_keys(&shared);
-        assert!(matches!(w.on_request(&shared, &req("GET", "/other", None), NOW_MS, 1), Step::Continue));
+        assert!(matches!(
+            w.on_request(&shared, &req("GET", "/other", None), NOW_MS, 1),
+            Step::Continue
+        ));
         match w.on_request(&shared, &req("GET", "/apis/sts/healthz", None), NOW_MS, 1) {
             Step::Reply(a) => assert_eq!((a.status, a.body.as_slice()), (200, HEALTHZ_BODY)),
             other => panic!("{other:?}"),
         }
-        assert_eq!(status(&w.on_request(&shared, &req("GET", "/apis/sts/token", None), NOW_MS, 1)), 405);
-        assert_eq!(status(&w.on_request(&shared, &req("PUT", "/apis/sts/nope", None), NOW_MS, 1)), 404);
-        assert_eq!(status(&w.on_request(&shared, &req("PUT", "/apis/sts/token", None), NOW_MS, 1)), 401);
+        assert_eq!(
+            status(&w.on_request(&shared, &req("GET", "/apis/sts/token", None), NOW_MS, 1)),
+            405
+        );
+        assert_eq!(
+            status(&w.on_request(&shared, &req("PUT", "/apis/sts/nope", None), NOW_MS, 1)),
+            404
+        );
+        assert_eq!(
+            status(&w.on_request(&shared, &req("PUT", "/apis/sts/token", None), NOW_MS, 1)),
+            401
+        );
     }
 
     #[test]
@@ -490,8 +530,15 @@ mod tests {
         let shared = FakeShared::default();
         let mut w = worker_with_keys(&shared);
         let t = token_for("admin", &["admin"], "sig-1", 0);
-        let step = w.on_request(&shared, &req("PUT", "/apis/sts/token", Some(format!("Bearer {t}"))), NOW_MS, 7);
-        let Step::CallSts(call) = step else { panic!("{step:?}") };
+        let step = w.on_request(
+            &shared,
+            &req("PUT", "/apis/sts/token", Some(format!("Bearer {t}"))),
+            NOW_MS,
+            7,
+        );
+        let Step::CallSts(call) = step else {
+            panic!("{step:?}")
+        };
         assert_eq!(call.callout.cluster, "rgw");
         assert_eq!(call.caller, "admin");
         assert!(call.session.starts_with("admin-"), "{}", call.session);
@@ -499,7 +546,13 @@ mod tests {
         assert!(body.contains("Action=AssumeRole"));
         assert!(body.contains(&format!("RoleSessionName={}", call.session)));
         assert!(body.contains("DurationSeconds=3600"));
-        let auth = &call.callout.headers.iter().find(|(n, _)| *n == "authorization").unwrap().1;
+        let auth = &call
+            .callout
+            .headers
+            .iter()
+            .find(|(n, _)| *n == "authorization")
+            .unwrap()
+            .1;
         assert!(auth.starts_with("AWS4-HMAC-SHA256 Credential=AKIDSTS/"));
         assert!(!format!("{call:?}").contains("SECRETSTS"));
     }
@@ -519,9 +572,15 @@ mod tests {
         h.push(("cray-tenant-name".into(), "vcluster-blue".into()));
         assert_eq!(status(&w.on_request(&shared, &h, NOW_MS, 1)), 0);
         // Cached now; still expires on time.
-        assert_eq!(status(&w.on_request(&shared, &put(&admin), NOW_MS + 3_661_000, 1)), 401);
+        assert_eq!(
+            status(&w.on_request(&shared, &put(&admin), NOW_MS + 3_661_000, 1)),
+            401
+        );
         let forged = token_for("admin", &["admin"], "sig-1", 1);
-        assert_eq!(status(&w.on_request(&shared, &put(&forged), NOW_MS, 1)), 401);
+        assert_eq!(
+            status(&w.on_request(&shared, &put(&forged), NOW_MS, 1)),
+            401
+        );
     }
 
     #[test]
@@ -529,7 +588,12 @@ mod tests {
         let shared = FakeShared::default();
         let mut w = Worker::new(config());
         let t = token_for("admin", &["admin"], "sig-1", 0);
-        let step = w.on_request(&shared, &req("PUT", "/apis/sts/token", Some(format!("Bearer {t}"))), NOW_MS, 1);
+        let step = w.on_request(
+            &shared,
+            &req("PUT", "/apis/sts/token", Some(format!("Bearer {t}"))),
+            NOW_MS,
+            1,
+        );
         let Step::Reply(a) = step else { panic!() };
         assert_eq!(a.status, 503);
         assert!(a.headers.iter().any(|(n, _)| *n == "retry-after"));
@@ -543,11 +607,20 @@ mod tests {
         let h = req("PUT", "/apis/sts/token", Some(format!("Bearer {rotated}")));
         let later = NOW_MS + 31_000;
         let step = w.on_request(&shared, &h, later, 1);
-        let Step::FetchKeys(sources) = step else { panic!("{step:?}") };
+        let Step::FetchKeys(sources) = step else {
+            panic!("{step:?}")
+        };
         assert_eq!(sources, vec![0]);
         // A second request meanwhile does not trigger another fetch.
         assert_eq!(status(&w.on_request(&shared, &h, later, 1)), 401);
-        w.jwks_fetched(&shared, 0, Some(200), Some(&jwks_doc(&[(1, "sig-2")])), later).unwrap();
+        w.jwks_fetched(
+            &shared,
+            0,
+            Some(200),
+            Some(&jwks_doc(&[(1, "sig-2")])),
+            later,
+        )
+        .unwrap();
         assert_eq!(status(&w.mint(&shared, &h, later, 1, false)), 0);
         // The old key left the JWKS: its token is refused, and no refetch happens right away.
         let old = token_for("admin", &["admin"], "sig-1", 0);
@@ -562,13 +635,22 @@ mod tests {
     fn failed_fetch_keeps_last_good_keys() {
         let shared = FakeShared::default();
         let mut w = worker_with_keys(&shared);
-        assert!(w.jwks_fetched(&shared, 0, Some(500), Some(b"oops"), NOW_MS + 1).is_err());
-        assert!(w.jwks_fetched(&shared, 0, Some(200), Some(b"<html>"), NOW_MS + 2).is_err());
-        assert!(w.jwks_fetched(&shared, 0, Some(200), None, NOW_MS + 3).is_err());
+        assert!(w
+            .jwks_fetched(&shared, 0, Some(500), Some(b"oops"), NOW_MS + 1)
+            .is_err());
+        assert!(w
+            .jwks_fetched(&shared, 0, Some(200), Some(b"<html>"), NOW_MS + 2)
+            .is_err());
+        assert!(w
+            .jwks_fetched(&shared, 0, Some(200), None, NOW_MS + 3)
+            .is_err());
         assert!(w.jwks_fetched(&shared, 0, None, None, NOW_MS + 4).is_err());
         let t = token_for("admin", &["admin"], "sig-1", 0);
         let h = req("PUT", "/apis/sts/token", Some(format!("Bearer {t}")));
-        assert_eq!(status(&Worker::new(config()).on_request(&shared, &h, NOW_MS + 5, 1)), 0);
+        assert_eq!(
+            status(&Worker::new(config()).on_request(&shared, &h, NOW_MS + 5, 1)),
+            0
+        );
         assert_eq!(status(&w.on_request(&shared, &h, NOW_MS + 5, 1)), 0);
     }
 
@@ -576,7 +658,14 @@ mod tests {
     fn signing_key_derived_once_per_day() {
         let shared = FakeShared::default();
         let mut w = worker_with_keys(&shared);
-        let h = req("PUT", "/apis/sts/token", Some(format!("Bearer {}", token_for("admin", &["admin"], "sig-1", 0))));
+        let h = req(
+            "PUT",
+            "/apis/sts/token",
+            Some(format!(
+                "Bearer {}",
+                token_for("admin", &["admin"], "sig-1", 0)
+            )),
+        );
         for i in 0..50 {
             assert_eq!(status(&w.on_request(&shared, &h, NOW_MS + i * 10, i)), 0);
         }
@@ -588,7 +677,13 @@ mod tests {
     #[test]
     fn rgw_answers() {
         let w = Worker::new(config());
-        let ok = w.sts_answered(CalloutResult::Answered { status: 200, body: OK_XML.as_bytes(), body_size: OK_XML.len() }).unwrap();
+        let ok = w
+            .sts_answered(CalloutResult::Answered {
+                status: 200,
+                body: OK_XML.as_bytes(),
+                body_size: OK_XML.len(),
+            })
+            .unwrap();
         assert_eq!(ok.status, 201);
         assert_eq!(
             String::from_utf8(ok.body).unwrap(),
@@ -596,14 +691,49 @@ mod tests {
         );
         assert!(ok.headers.contains(&("cache-control", "no-store".into())));
         let denied = "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Error><Code>AccessDenied</Code><Message></Message><RequestId>x</RequestId><HostId>y</HostId></Error>";
-        let answered = |status: u16, body: &str| w.sts_answered(CalloutResult::Answered { status, body: body.as_bytes(), body_size: body.len() });
-        assert_eq!(answered(403, denied), Err(Error::Rgw { status: 403, code: "AccessDenied".into() }));
-        assert_eq!(answered(503, "no healthy upstream"), Err(Error::RgwUnavailable));
-        assert_eq!(answered(504, "upstream request timeout"), Err(Error::RgwTimeout));
+        let answered = |status: u16, body: &str| {
+            w.sts_answered(CalloutResult::Answered {
+                status,
+                body: body.as_bytes(),
+                body_size: body.len(),
+            })
+        };
+        assert_eq!(
+            answered(403, denied),
+            Err(Error::Rgw {
+                status: 403,
+                code: "AccessDenied".into()
+            })
+        );
+        assert_eq!(
+            answered(503, "no healthy upstream"),
+            Err(Error::RgwUnavailable)
+        );
+        assert_eq!(
+            answered(504, "upstream request timeout"),
+            Err(Error::RgwTimeout)
+        );
         assert_eq!(answered(500, "boom").unwrap_err().status(), 502);
         assert_eq!(answered(200, "<garbage").unwrap_err().status(), 502);
-        assert_eq!(w.sts_answered(CalloutResult::Reset).unwrap_err().status(), 502);
-        assert_eq!(w.sts_answered(CalloutResult::DispatchFailed).unwrap_err().status(), 503);
-        assert_eq!(w.sts_answered(CalloutResult::Answered { status: 200, body: b"", body_size: 10 << 20 }).unwrap_err().status(), 502);
+        assert_eq!(
+            w.sts_answered(CalloutResult::Reset).unwrap_err().status(),
+            502
+        );
+        assert_eq!(
+            w.sts_answered(CalloutResult::DispatchFailed)
+                .unwrap_err()
+                .status(),
+            503
+        );
+        assert_eq!(
+            w.sts_answered(CalloutResult::Answered {
+                status: 200,
+                body: b"",
+                body_size: 10 << 20
+            })
+            .unwrap_err()
+            .status(),
+            502
+        );
     }
 }

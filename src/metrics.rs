@@ -59,7 +59,12 @@ impl Metrics {
     }
 
     pub fn answered(&self, reason: &str) {
-        bump(self.answers.iter().find(|(r, _)| *r == reason).map(|(_, id)| *id));
+        bump(
+            self.answers
+                .iter()
+                .find(|(r, _)| *r == reason)
+                .map(|(_, id)| *id),
+        );
     }
 
     pub fn jwks_fetch(&self, ok: bool) {
@@ -73,7 +78,12 @@ impl Metrics {
             Some(_) => "5xx",
             None => "none",
         };
-        bump(self.rgw_by_class.iter().find(|(c, _)| *c == class).map(|(_, id)| *id));
+        bump(
+            self.rgw_by_class
+                .iter()
+                .find(|(c, _)| *c == class)
+                .map(|(_, id)| *id),
+        );
         if let Some(id) = self.rgw_latency {
             let _ = record_metric(id, latency_ms);
         }
