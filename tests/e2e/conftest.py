@@ -14,17 +14,21 @@ also when tests fail or pytest gets SIGTERM. It is a `tests/stack/stack.py` `Sta
     stack.control_token(username="admin", claims=None, expires_in=3600, kid=None,
                         unpublished=False, header=None)   JWT from the issuer's control API
     stack.rotate_keys(keep_old=False) -> new kid;  stack.jwks()
-    stack.restart_envoy(plugin_overrides=None, extra_clusters=None, envoy_patch=None, timeout=20)
+    stack.restart_envoy(plugin_overrides=None, extra_clusters=None, envoy_patch=None, timeout=20,
+                        wait_keys=True)
                                  restart Envoy with a variant config; raises StackError (with the
                                  Envoy log tail) if it does not become ready
     with stack.envoy_variant(plugin_overrides=...): ...   same, restores the default after
     stack.render_envoy(...) / Stack.plugin_config(doc)      inspect a variant without running it
+    stack.wait_for_filter_keys(timeout=5.0) -> bool   (restart_envoy/up already wait for it)
+    stack.envoy_stats(prefix="wasmcustom.") -> {name: int}
     stack.stop_rgw(), stack.start_rgw()
     stack.envoy_log_path, stack.envoy_log()  (the log since Envoy's last start), stack.log_dir
     stack.gateway_request(method, path, token=None, via="https", **requests_kwargs)
     stack.s3_client(**creds), stack.sts_client()             boto3 clients on RGW
 
-After every test the autouse `_restore_stack` fixture restarts RGW if a test stopped it and
+The session removes REQUESTS_CA_BUNDLE / CURL_CA_BUNDLE from os.environ while it runs (they
+would override `verify=` set on a requests Session). After every test the autouse `_restore_stack` fixture restarts RGW if a test stopped it and
 brings Envoy back to the default config if a test changed it.
 """
 from __future__ import annotations
@@ -52,6 +56,8 @@ def _sigterm(signum, frame):  # noqa: ARG001
 @pytest.fixture(scope="session")
 def stack() -> Iterator[Stack]:
     install_gateway_resolver()  # api-gw-service-nmn.local -> 127.0.0.1 for requests/boto3 here
+    # A CA bundle from the environment would override `session.verify = stack.ca_file` in requests.
+    saved_env = {k: os.environ.pop(k) for k in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE") if k in os.environ}
     previous = signal.signal(signal.SIGTERM, _sigterm)
     st = Stack(Config.for_tests())
     st.down()  # leftovers of an earlier session that was killed
@@ -61,6 +67,7 @@ def stack() -> Iterator[Stack]:
     finally:
         st.down()
         signal.signal(signal.SIGTERM, previous)
+        os.environ.update(saved_env)
 
 
 @pytest.fixture(autouse=True)

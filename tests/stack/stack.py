@@ -614,7 +614,7 @@ class Stack:
         fp_file.write_text(fingerprint)
         self._envoy_variant = False
 
-    def _start_envoy(self, config_path: Path, timeout: float = 20) -> None:
+    def _start_envoy(self, config_path: Path, timeout: float = 20, wait_keys: bool = True) -> None:
         self.envoy.stop()
         for key in ("https", "http", "admin"):
             self.check_port_free(key)
@@ -638,21 +638,53 @@ class Stack:
         except StackError as e:
             self.envoy.stop()
             raise StackError(f"{e}\n{tail(logf, 60, self._envoy_log_offset)}") from None
+        if wait_keys:
+            self.wait_for_filter_keys()
         log(f"Envoy up (pid {p.pid}): {self.cfg.gateway_url} and {self.cfg.gateway_http_url}")
+
+    def envoy_stats(self, prefix: str = "wasmcustom.") -> dict[str, int]:
+        """Envoy's counters and gauges whose names start with `prefix` (the filter's metrics
+        are `wasmcustom.sts_gateway_*`)."""
+        status, body = http_get(f"{self.cfg.admin_url}/stats?filter=^{prefix.replace('.', '[.]')}", timeout=2)
+        out: dict[str, int] = {}
+        for line in body.decode().splitlines() if status == 200 else []:
+            name, _, value = line.partition(": ")
+            if name.startswith(prefix) and value.strip().isdigit():
+                out[name] = int(value)
+        return out
+
+    def wait_for_filter_keys(self, timeout: float = 5.0) -> bool:
+        """Wait until the filter finished its first JWKS fetch (its metrics
+        sts_gateway_jwks_fetches_ok/_failed); False at once if the filter has no such metrics
+        (e.g. the placeholder), False after `timeout` if no fetch finished. Never raises."""
+        names = ("wasmcustom.sts_gateway_jwks_fetches_ok", "wasmcustom.sts_gateway_jwks_fetches_failed")
+        deadline = time.monotonic() + timeout
+        while True:
+            stats = self.envoy_stats()
+            if not any(n in stats for n in names):
+                return False
+            if stats.get(names[0], 0) > 0:
+                return True
+            if stats.get(names[1], 0) > 0 or time.monotonic() > deadline:
+                return False
+            time.sleep(0.05)
 
     def restart_envoy(self, plugin_overrides: dict | Callable[[dict], dict | None] | None = None,
                       extra_clusters: list[dict] | None = None,
-                      envoy_patch: Callable[[dict], dict | None] | None = None, timeout: float = 20) -> Path:
+                      envoy_patch: Callable[[dict], dict | None] | None = None, timeout: float = 20,
+                      wait_keys: bool = True) -> Path:
         """Restart Envoy with a variant of the default config (see render_envoy); returns once
         Envoy is ready, or raises StackError with the tail of Envoy's log. Without arguments it
-        restores the default config. Returns the path of the config used."""
+        restores the default config. With wait_keys (default) it also waits (up to 5 s, never
+        failing) until the filter finished its first JWKS fetch, see wait_for_filter_keys().
+        Returns the path of the config used."""
         doc = self.render_envoy(plugin_overrides, extra_clusters, envoy_patch)
         path, fingerprint = self._write_envoy_config(doc)
         fp_file = self.cfg.state_dir / "envoy" / "fingerprint"
         fp_file.unlink(missing_ok=True)
         variant = bool(plugin_overrides or extra_clusters or envoy_patch)
         self._envoy_variant = True  # until proven ready with the default
-        self._start_envoy(path, timeout)
+        self._start_envoy(path, timeout, wait_keys)
         if not variant:
             fp_file.write_text(fingerprint)
             self._envoy_variant = False
