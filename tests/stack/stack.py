@@ -982,7 +982,16 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"{name:10} {'running, pid ' + str(pid) if pid else 'stopped'}")
             return 0 if all(stack.status().values()) else 3
         elif args.cmd == "token":
-            print(stack.token(args.user, via="http" if args.http else "https"))
+            if not stack.envoy.alive():
+                raise StackError(f"the gateway of {stack.cfg.state_dir} is not running: start it with `make up`")
+            import requests
+
+            try:
+                print(stack.token(args.user, via="http" if args.http else "https"))
+            except requests.HTTPError as e:
+                raise StackError(f"token request failed: {e.response.status_code} {e.response.text}") from None
+            except requests.RequestException as e:
+                raise StackError(f"token request failed: {e}") from None
         elif args.cmd == "env":
             for k, v in stack.cfg.env_vars().items():
                 print(f"export {k}={shlex.quote(v)}")
