@@ -71,13 +71,13 @@ deps-rust:
 	@rustup target list --installed | grep -qx $(WASM_TARGET) || rustup target add $(WASM_TARGET)
 
 deps-python: $(VENV_STAMP)
-$(VENV_STAMP): tests/requirements.txt
+$(VENV_STAMP): tests/requirements.txt | deps-apt
 	@[ -x $(VENV_PY) ] || python3 -m venv $(VENV)
 	$(VENV_PY) -m pip install -q --disable-pip-version-check -r tests/requirements.txt
 	@touch $@
 
 deps-npm: $(NPM_STAMP)
-$(NPM_STAMP): $(ISSUER_DIR)/package-lock.json $(ISSUER_DIR)/package.json
+$(NPM_STAMP): $(ISSUER_DIR)/package-lock.json $(ISSUER_DIR)/package.json | deps-node
 	cd $(ISSUER_DIR) && npm ci --no-audit --no-fund --loglevel=error
 	@touch $@
 

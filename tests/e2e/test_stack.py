@@ -77,6 +77,18 @@ def test_unknown_path_is_404(stack):
     assert stack.gateway_request("GET", "/nothing-here").status_code == 404
 
 
+def test_envoy_yaml_runs_as_it_is(stack, tmp_path):
+    """envoy/envoy.yaml, unmodified, from a directory laid out like the repo after make build/up."""
+    (tmp_path / "target" / "stack" / "tls").mkdir(parents=True)
+    (tmp_path / "target" / "sts_gateway.wasm").symlink_to(stack.cfg.wasm)
+    for name in ("server.crt", "server.key"):
+        (tmp_path / "target" / "stack" / "tls" / name).write_bytes((stack.cfg.tls_dir / name).read_bytes())
+    r = subprocess.run([str(stack.cfg.envoy_bin), "--mode", "validate", "-c", str(REPO / "envoy" / "envoy.yaml"),
+                        "--disable-hot-restart"], cwd=tmp_path, stdin=subprocess.DEVNULL,
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0 and " OK" in r.stdout + r.stderr, r.stdout[-3000:] + r.stderr[-3000:]
+
+
 # ------------------------------------------------------------------ issuer through the gateway
 
 
