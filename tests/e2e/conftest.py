@@ -22,13 +22,16 @@ also when tests fail or pytest gets SIGTERM. It is a `tests/stack/stack.py` `Sta
     stack.render_envoy(...) / Stack.plugin_config(doc)      inspect a variant without running it
     stack.wait_for_filter_keys(timeout=5.0) -> bool   (restart_envoy/up already wait for it)
     stack.envoy_stats(prefix="wasmcustom.") -> {name: int}
-    stack.stop_rgw(), stack.start_rgw()
+    stack.stop_rgw(), stack.start_rgw()        RGW down/up (data kept)
+    stack.stop_issuer(), stack.start_issuer()  issuer down/up (new keys after a restart)
+    Stack.cluster(name, port, host="127.0.0.1", connect_timeout="1s") -> an Envoy cluster dict
+    tcp_blackhole() (context manager) -> a port that accepts and never answers (timeouts)
     stack.envoy_log_path, stack.envoy_log()  (the log since Envoy's last start), stack.log_dir
     stack.gateway_request(method, path, token=None, via="https", **requests_kwargs)
     stack.s3_client(**creds), stack.sts_client()             boto3 clients on RGW
 
 The session removes REQUESTS_CA_BUNDLE / CURL_CA_BUNDLE from os.environ while it runs (they
-would override `verify=` set on a requests Session). After every test the autouse `_restore_stack` fixture restarts RGW if a test stopped it and
+would override `verify=` set on a requests Session). After every test the autouse `_restore_stack` fixture restarts RGW and the issuer if a test stopped them and
 brings Envoy back to the default config if a test changed it.
 """
 from __future__ import annotations
@@ -46,7 +49,7 @@ REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "tests" / "stack"))
 
 import stack as stack_mod  # noqa: E402
-from stack import Config, Stack, StackError, install_gateway_resolver  # noqa: E402,F401
+from stack import Config, Stack, StackError, install_gateway_resolver, tcp_blackhole  # noqa: E402,F401
 
 
 def _sigterm(signum, frame):  # noqa: ARG001
@@ -94,4 +97,4 @@ def make():
     return run_make
 
 
-__all__ = ["stack_mod", "run_make"]
+__all__ = ["stack_mod", "run_make", "tcp_blackhole", "Stack", "StackError"]

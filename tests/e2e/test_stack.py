@@ -21,7 +21,7 @@ import requests
 import requests_oauthlib
 from botocore.exceptions import ClientError
 from conftest import REPO, run_make
-from stack import GATEWAY_HOST, StackError, port_open, proc_state
+from stack import GATEWAY_HOST, StackError, port_open, proc_state, tcp_blackhole
 
 JWT_RE = re.compile(r"^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$")
 ROLES = {"admin": ["admin"], "testuser": ["admin"], "user": ["user"]}
@@ -286,6 +286,35 @@ def test_restart_envoy_with_a_callable_and_extra_cluster(stack):
                                                  "address": "127.0.0.1", "port_value": 1}}}}]}]}}])
     dump = json.dumps(requests.get(f"{stack.admin_url}/config_dump", timeout=5).json())
     assert "rgw_down" in dump
+
+
+def test_blackhole_cluster_times_out(stack):
+    with tcp_blackhole() as port:
+        stack.restart_envoy(extra_clusters=[stack.cluster("slow", port)], envoy_patch=route_probe_to("slow"))
+        t0 = time.monotonic()
+        r = stack.gateway_request("GET", "/probe/x", via="http")
+        assert r.status_code == 504 and time.monotonic() - t0 >= 0.4
+
+
+def route_probe_to(cluster):
+    """An Envoy patch adding a /probe/ route (without the filter) to `cluster`, 0.5 s timeout."""
+    def patch(doc):
+        for lst in doc["static_resources"]["listeners"]:
+            routes = lst["filter_chains"][0]["filters"][0]["typed_config"]["route_config"]["virtual_hosts"][0]["routes"]
+            routes.insert(0, {"match": {"prefix": "/probe/"}, "route": {"cluster": cluster, "timeout": "0.5s"},
+                              "typed_per_filter_config": {"envoy.filters.http.wasm": {
+                                  "@type": "type.googleapis.com/envoy.config.route.v3.FilterConfig",
+                                  "disabled": True}}})
+    return patch
+
+
+def test_stop_and_start_issuer(stack):
+    stack.stop_issuer()
+    assert not port_open(stack.cfg.ports["issuer"])
+    r = stack.gateway_request("GET", "/keycloak/realms/shasta/protocol/openid-connect/certs")
+    assert r.status_code == 503
+    stack.start_issuer()
+    assert verify_token(stack, stack.token("admin"))["preferred_username"] == "admin"
 
 
 def test_restart_envoy_reports_a_bad_config(stack):

@@ -316,6 +316,40 @@ def install_gateway_resolver() -> None:
     socket.getaddrinfo = _getaddrinfo  # type: ignore[assignment]
 
 
+@contextlib.contextmanager
+def tcp_blackhole() -> Iterator[int]:
+    """A loopback TCP port that accepts connections and never answers (for timeout tests):
+    `with tcp_blackhole() as port: stack.restart_envoy(extra_clusters=[Stack.cluster("slow", port)])`."""
+    import threading
+
+    srv = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(64)
+    conns: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        srv.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                conn, _ = srv.accept()
+                conns.append(conn)  # held open, never read from or written to
+            except (socket.timeout, OSError):
+                continue
+
+    t = threading.Thread(target=accept, daemon=True)
+    t.start()
+    try:
+        yield srv.getsockname()[1]
+    finally:
+        stop.set()
+        t.join(timeout=2)
+        for c in conns:
+            c.close()
+        srv.close()
+
+
 @dataclass
 class Part:
     """One process of the stack, tracked by its pid file."""
@@ -700,10 +734,27 @@ class Stack:
         finally:
             self.restart_envoy()
 
+    @staticmethod
+    def cluster(name: str, port: int, host: str = "127.0.0.1", connect_timeout: str = "1s") -> dict:
+        """A STATIC Envoy cluster dict for restart_envoy(extra_clusters=[...])."""
+        return {"name": name, "type": "STATIC", "connect_timeout": connect_timeout,
+                "load_assignment": {"cluster_name": name, "endpoints": [{"lb_endpoints": [{"endpoint": {
+                    "address": {"socket_address": {"address": host, "port_value": port}}}}]}]}}
+
+    def stop_issuer(self) -> None:
+        """Stop the OIDC issuer (JWKS outage); start_issuer() brings it back with NEW keys."""
+        self.issuer.stop()
+        wait_for(lambda: not port_open(self.cfg.ports["issuer"]), 10, "issuer port release")
+
+    def start_issuer(self) -> None:
+        self.ensure_issuer()
+
     def restore_defaults(self) -> None:
-        """Bring back what tests may have changed: default Envoy config, RGW running."""
+        """Bring back what tests may have changed: default Envoy config, RGW and issuer running."""
         if not self.rgw.alive():
             self.start_rgw()
+        if not self.issuer.alive():
+            self.start_issuer()
         if self._envoy_variant or not self.envoy.alive():
             self.restart_envoy()
 
