@@ -400,7 +400,7 @@ class Stack:
     def __init__(self, cfg: Config):
         self.cfg = cfg
         rd = cfg.run_dir
-        sd = str(cfg.state_dir)
+        sd = f"{cfg.state_dir}/"  # every part's command line names a file under the state dir
         self.envoy = Part("envoy", rd / "envoy.pid", sd)
         self.issuer = Part("issuer", rd / "issuer.pid", sd)
         self.mon = Part("ceph-mon", rd / "mon.a.pid", sd)
@@ -547,7 +547,7 @@ class Stack:
                    ISSUER_PORT=str(self.cfg.ports["issuer"]), ISSUER_CONTROL_PORT=str(self.cfg.ports["control"]),
                    ISSUER_CLIENT_ID=CLIENT_ID)
         with open(logf, "ab") as out:
-            p = subprocess.Popen([self.cfg.node_bin, "issuer.js", f"--stack-dir={self.cfg.state_dir}"],
+            p = subprocess.Popen([self.cfg.node_bin, "issuer.js", f"--stack-dir={self.cfg.state_dir}/"],
                                  cwd=ISSUER_DIR, env=env, stdin=subprocess.DEVNULL, stdout=out,
                                  stderr=subprocess.STDOUT, start_new_session=True)
         self._procs.append(p)
