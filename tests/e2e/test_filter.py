@@ -1,0 +1,221 @@
+"""The STS filter end to end: real Envoy 1.40 (V8) running target/sts_gateway.wasm, real Ceph RGW
+16.2 STS, tokens from the independent OIDC issuer (oauth2-mock-server) through the gateway."""
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import time
+import uuid
+from datetime import datetime, timedelta, timezone
+
+import boto3
+import pytest
+import requests
+from botocore.config import Config as BotoConfig
+
+TOKEN_PATH = "/apis/sts/token"
+EXPIRATION_RE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}\+00:00$")
+
+
+def mint(stack, token, **kwargs):
+    return stack.gateway_request("PUT", TOKEN_PATH, token=token, **kwargs)
+
+
+def assert_credentials(stack, r):
+    assert r.status_code == 201, r.text
+    assert r.headers["content-type"] == "application/json"
+    assert r.headers["cache-control"] == "no-store"
+    doc = r.json()
+    assert list(doc) == ["Credentials"]
+    creds = doc["Credentials"]
+    assert list(creds) == ["AccessKeyId", "EndpointURL", "Expiration", "SecretAccessKey", "SessionToken"]
+    # The exact text clients see today: json.dumps of that dict.
+    assert r.text == json.dumps(doc)
+    assert creds["EndpointURL"] == stack.rgw_endpoint
+    assert EXPIRATION_RE.match(creds["Expiration"]), creds["Expiration"]
+    expires = datetime.fromisoformat(creds["Expiration"])
+    left = expires - datetime.now(timezone.utc)
+    assert timedelta(minutes=59) < left <= timedelta(hours=1, seconds=5), left
+    assert len(creds["AccessKeyId"]) >= 16 and len(creds["SecretAccessKey"]) >= 32
+    assert len(creds["SessionToken"]) > 100
+    return creds
+
+
+def use_with_boto3(creds):
+    """Exactly the seed's creds_kwargs, as the cray CLI does (region_name '')."""
+    creds_kwargs = {
+        "aws_access_key_id": creds["AccessKeyId"],
+        "aws_secret_access_key": creds["SecretAccessKey"],
+        "aws_session_token": creds["SessionToken"],
+        "endpoint_url": creds["EndpointURL"],
+    }
+    s3 = boto3.client("s3", region_name="", config=BotoConfig(retries={"max_attempts": 1}), **creds_kwargs)
+    bucket = f"e2e-{uuid.uuid4().hex[:12]}"
+    s3.create_bucket(Bucket=bucket)
+    s3.put_object(Bucket=bucket, Key="hello.txt", Body=b"hello from sts-gateway")
+    assert s3.get_object(Bucket=bucket, Key="hello.txt")["Body"].read() == b"hello from sts-gateway"
+    keys = [o["Key"] for o in s3.list_objects_v2(Bucket=bucket)["Contents"]]
+    assert keys == ["hello.txt"]
+    s3.delete_object(Bucket=bucket, Key="hello.txt")
+    s3.delete_bucket(Bucket=bucket)
+
+
+def test_admin_mints_working_credentials(stack):
+    token = stack.token("admin")
+    creds = assert_credentials(stack, mint(stack, token))
+    use_with_boto3(creds)
+    # A second mint with the same token (cached verification) gives fresh credentials.
+    again = assert_credentials(stack, mint(stack, token))
+    assert again["AccessKeyId"] != creds["AccessKeyId"]
+
+
+def test_testuser_is_an_admin_too_and_http_listener_works(stack):
+    token = stack.token("testuser")
+    assert_credentials(stack, mint(stack, token, via="http"))
+
+
+def test_forwarded_access_token_header(stack):
+    token = stack.token("admin")
+    r = stack.gateway_request("PUT", TOKEN_PATH, headers={"X-Forwarded-Access-Token": token})
+    assert_credentials(stack, r)
+
+
+def test_seed_curl(stack):
+    token = stack.token("admin")
+    port = stack.cfg.ports["https"]
+    out = subprocess.run(
+        ["curl", "-sS", "-X", "PUT", "-H", f"Authorization: Bearer {token}",
+         "--cacert", stack.ca_file, "--resolve", f"api-gw-service-nmn.local:{port}:127.0.0.1",
+         "-w", "\n%{http_code}", f"https://api-gw-service-nmn.local:{port}{TOKEN_PATH}"],
+        capture_output=True, text=True, timeout=30, check=True).stdout
+    body, code = out.rsplit("\n", 1)
+    assert code == "201", out
+    creds = json.loads(body)["Credentials"]
+    assert list(creds) == ["AccessKeyId", "EndpointURL", "Expiration", "SecretAccessKey", "SessionToken"]
+
+
+def test_seed_python_example(stack):
+    """The seed's s3creds.py, with its URLs pointed at the local gateway."""
+    import oauthlib.oauth2
+    import requests_oauthlib
+
+    base = stack.gateway_url
+    token_url = f"{base}/keycloak/realms/shasta/protocol/openid-connect/token"
+    sts_url = f"{base}/apis/sts/token"
+    oauth_client = oauthlib.oauth2.LegacyApplicationClient(client_id="shasta")
+    session = requests_oauthlib.OAuth2Session(
+        client=oauth_client, token_updater=lambda t: None,
+        auto_refresh_url=token_url, auto_refresh_kwargs={"client_id": "shasta"})
+    session.verify = stack.ca_file
+    session.fetch_token(token_url=token_url, client_id="shasta", username="testuser", password="secret")
+    sts_response = session.put(sts_url)
+    sts_response.raise_for_status()
+    assert sts_response.status_code == 201
+    creds = sts_response.json()["Credentials"]
+    use_with_boto3(creds)
+
+
+def test_user_without_admin_role_is_forbidden(stack):
+    r = mint(stack, stack.token("user"))
+    assert r.status_code == 403, r.text
+    assert r.headers["content-type"] == "application/problem+json"
+    assert r.json()["status"] == 403
+
+
+def test_missing_token_is_401_with_challenge(stack):
+    r = stack.gateway_request("PUT", TOKEN_PATH)
+    assert r.status_code == 401
+    assert r.headers["www-authenticate"].startswith('Bearer realm="')
+    assert "error=" not in r.headers["www-authenticate"]
+
+
+def test_expired_token_is_401_invalid_token(stack):
+    token = stack.control_token(username="admin", expires_in=-300)
+    r = mint(stack, token)
+    assert r.status_code == 401, r.text
+    assert 'error="invalid_token"' in r.headers["www-authenticate"]
+    assert "expired" in r.json()["detail"]
+
+
+def test_token_signed_by_unpublished_key_is_401(stack):
+    token = stack.control_token(username="admin", unpublished=True)
+    r = mint(stack, token)
+    assert r.status_code == 401, r.text
+    assert 'error="invalid_token"' in r.headers["www-authenticate"]
+    assert token not in r.text
+
+
+def test_healthz_and_methods(stack):
+    r = stack.gateway_request("GET", "/apis/sts/healthz")
+    assert r.status_code == 200 and r.json() == {"Status": "ok"}
+    r = stack.gateway_request("GET", TOKEN_PATH, token=stack.token("admin"))
+    assert r.status_code == 405 and r.headers["allow"] == "PUT"
+    r = stack.gateway_request("PUT", "/apis/sts/nope")
+    assert r.status_code == 404 and r.headers["content-type"] == "application/problem+json"
+
+
+def test_rgw_down_is_503_then_recovers(stack):
+    token = stack.token("admin")
+    assert_credentials(stack, mint(stack, token))
+    stack.stop_rgw()
+    r = mint(stack, token)
+    assert r.status_code == 503, r.text
+    assert r.json()["status"] == 503
+    stack.start_rgw()
+    assert_credentials(stack, mint(stack, token))
+
+
+def test_wrong_sts_secret_is_502_with_rgw_code(stack):
+    wrong = "WrongSecretWrongSecretWrongSecretWrong00"
+    stack.restart_envoy(plugin_overrides={"rgw": {"secret_access_key": wrong}})
+    r = mint(stack, stack.token("admin"))
+    assert r.status_code == 502, r.text
+    body = r.json()
+    assert body["code"] in ("SignatureDoesNotMatch", "AccessDenied"), body
+    assert r.headers["content-type"] == "application/problem+json"
+    assert wrong not in r.text
+    assert wrong not in stack.envoy_log()
+
+
+@pytest.mark.parametrize("field", ["role_arn", "cluster", "endpoint_url"])
+def test_config_missing_field_is_refused(stack, field):
+    def drop(plugin):
+        del plugin["rgw"][field]
+        return plugin
+
+    with pytest.raises(Exception) as refused:
+        stack.restart_envoy(plugin_overrides=drop, timeout=15)
+    log = str(refused.value) + stack.envoy_log()
+    assert "invalid plugin configuration: rgw" in log, log[-3000:]
+    assert field in log
+
+
+def test_bad_config_value_names_the_field(stack):
+    with pytest.raises(Exception) as refused:
+        stack.restart_envoy(plugin_overrides={"rgw": {"duration_seconds": 60}}, timeout=15)
+    log = str(refused.value) + stack.envoy_log()
+    assert "rgw.duration_seconds" in log
+
+
+def test_no_secret_in_envoy_log_or_error_bodies(stack):
+    token = stack.token("admin")
+    creds = assert_credentials(stack, mint(stack, token))
+    denied = mint(stack, stack.token("user"))
+    assert token not in denied.text
+    # Let the access log and the filter's log lines flush.
+    time.sleep(0.5)
+    log = stack.envoy_log()
+    assert "sts-gateway: mint" in log, "the per-mint log line is missing"
+    for secret in (token, token.split(".")[2], stack.sts_keys["secret_access_key"],
+                   creds["SecretAccessKey"], creds["SessionToken"]):
+        assert secret not in log
+    assert "panicked" not in log
+
+
+def test_session_name_names_the_caller(stack):
+    """RGW's logs and the filter's log line say who holds which credentials."""
+    mint(stack, stack.token("testuser"))
+    time.sleep(0.3)
+    lines = [l for l in stack.envoy_log().splitlines() if "sts-gateway: mint" in l]
+    assert any('caller="testuser"' in l and "session=testuser-" in l and "status=201" in l for l in lines), lines[-5:]
