@@ -34,7 +34,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 TOKEN_USER := $(if $(filter command line,$(origin USER)),$(USER),admin)
 
 .PHONY: help deps deps-apt deps-node deps-rust deps-python deps-npm build up down status env token run \
-        test unit e2e clean
+        test unit e2e bench clean
 
 help:
 	@sed -n '2,9p' Makefile | sed 's/^# \{0,1\}//'
@@ -133,6 +133,11 @@ unit:
 e2e: deps build
 	@trap '$(VENV_PY) tests/stack/stack.py --test down >/dev/null 2>&1 || true' EXIT; \
 	$(VENV)/bin/pytest tests/e2e -v $(PYTEST_ARGS)
+
+# Benchmarks on their own stack (test ports, target/bench-stack/): prints a table and writes
+# target/bench/summary.json. BENCH_CONNECTIONS, BENCH_RUNS, BENCH_SECONDS tune it.
+bench: deps build
+	$(VENV_PY) tests/bench/bench.py
 
 clean: down
 	@$(if $(wildcard $(VENV_PY)),$(VENV_PY),python3) tests/stack/stack.py --test down

@@ -88,6 +88,19 @@ struct Root {
     metrics: Rc<Metrics>,
     /// In-flight JWKS fetches: callout token → source index.
     fetches: HashMap<u32, usize>,
+    /// Gauge of this VM's linear memory, for capacity planning (`make bench` reports it).
+    vm_memory: Option<u32>,
+}
+
+fn vm_memory_bytes() -> u64 {
+    #[cfg(target_arch = "wasm32")]
+    {
+        core::arch::wasm32::memory_size(0) as u64 * 65536
+    }
+    #[cfg(not(target_arch = "wasm32"))]
+    {
+        0
+    }
 }
 
 impl Root {
@@ -155,6 +168,11 @@ impl RootContext for Root {
                 );
                 self.worker = Some(Rc::new(RefCell::new(Worker::new(config))));
                 self.metrics = Rc::new(Metrics::define());
+                self.vm_memory = hostcalls::define_metric(
+                    proxy_wasm::types::MetricType::Gauge,
+                    "sts_gateway_vm_memory_bytes",
+                )
+                .ok();
                 self.set_tick_period(TICK);
                 true
             }
@@ -167,6 +185,9 @@ impl RootContext for Root {
 
     fn on_tick(&mut self) {
         self.refresh();
+        if let Some(id) = self.vm_memory {
+            let _ = hostcalls::record_metric(id, vm_memory_bytes());
+        }
     }
 
     fn get_type(&self) -> Option<ContextType> {

@@ -10,6 +10,7 @@
 //   * discovery that advertises Keycloak's paths (<issuer>/protocol/openid-connect/...);
 //   * a loopback-only test-control API on its own port (tests only):
 //       POST /control/token   {username, claims, expires_in, kid, unpublished} -> {token, kid}
+//       POST /control/tokens  {count, username, claims, ...}                 -> {tokens: [...]}
 //       POST /control/rotate  {keep_old: bool}                                 -> {kid, jwks}
 //       GET  /control/jwks                                                     -> the JWKS
 //
@@ -190,6 +191,17 @@ const controlServer = http.createServer({ noDelay: true }, async (req, res) => {
   try {
     const path = new URL(req.url ?? '/', 'http://x').pathname;
     if (req.method === 'POST' && path === '/control/token') return sendJson(res, 200, await controlToken(await readJson(req)));
+    if (req.method === 'POST' && path === '/control/tokens') {
+      // Many distinct valid tokens (a unique jti each), for benchmarks that must miss every cache.
+      const body = await readJson(req);
+      const count = Math.min(Number(body.count ?? 1), 50000);
+      const tokens = [];
+      for (let i = 0; i < count; i++) {
+        const claims = Object.assign({ jti: `bench-${Date.now()}-${i}` }, body.claims ?? {});
+        tokens.push((await controlToken({ ...body, claims })).token);
+      }
+      return sendJson(res, 200, { tokens });
+    }
     if (req.method === 'POST' && path === '/control/rotate') {
       const body = await readJson(req);
       const kid = await rotate(Boolean(body.keep_old));
