@@ -4,6 +4,8 @@
 #   make test         every test (unit + end to end) on a separate test stack
 #   make up / down    start / stop the stack in the background (state: target/stack/)
 #   make token [USER=admin]   print a JWT obtained through the gateway
+#   make manifests    envoy/envoy.yaml + envoy/istio/*.yaml from envoy/sts-gateway.yaml
+#   make release      target/release/sts_gateway.wasm, its .sha256, and Istio manifests with it
 #
 # STACK_ARGS=--test makes up/down/status/token/env act on the test stack (target/test-stack/).
 
@@ -34,10 +36,10 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 TOKEN_USER := $(if $(filter command line,$(origin USER)),$(USER),admin)
 
 .PHONY: help deps deps-apt deps-node deps-rust deps-python deps-npm build up down status env token run \
-        test unit e2e bench clean
+        test unit e2e manifests release bench clean
 
 help:
-	@sed -n '2,9p' Makefile | sed 's/^# \{0,1\}//'
+	@sed -n '2,11p' Makefile | sed 's/^# \{0,1\}//'
 
 # ---------------------------------------------------------------- dependencies (idempotent)
 
@@ -95,6 +97,27 @@ build: deps-rust
 	  mv $(WASM).tmp $(WASM); \
 	fi; \
 	echo "build: $(WASM) ($$(stat -c %s $(WASM)) bytes)"
+
+# ---------------------------------------------------------------- deployment (README "Deploying in Istio")
+
+# envoy/envoy.yaml and envoy/istio/*.yaml from the one source, envoy/sts-gateway.yaml.
+manifests: $(VENV_STAMP)
+	$(VENV_PY) envoy/generate.py
+
+# The optimized module (make build), its sha256, and the Istio manifests with that sha256 (and
+# WASM_URL=..., if given, as the WasmPlugin url) in target/release/istio/.
+RELEASE_DIR := target/release
+WASM_URL ?=
+release: build $(VENV_STAMP)
+	@mkdir -p $(RELEASE_DIR)
+	@cp $(WASM) $(RELEASE_DIR)/sts_gateway.wasm
+	@cd $(RELEASE_DIR) && sha256sum sts_gateway.wasm > sts_gateway.wasm.sha256
+	@sha=$$(cut -d' ' -f1 $(RELEASE_DIR)/sts_gateway.wasm.sha256); \
+	$(VENV_PY) envoy/generate.py --only-istio --out $(RELEASE_DIR) --wasm-sha256 $$sha \
+	  $(if $(WASM_URL),--wasm-url '$(WASM_URL)') >/dev/null; \
+	echo "release: $(RELEASE_DIR)/sts_gateway.wasm ($$(stat -c %s $(RELEASE_DIR)/sts_gateway.wasm) bytes)"; \
+	echo "release: $(RELEASE_DIR)/sts_gateway.wasm.sha256, $(RELEASE_DIR)/istio/*.yaml"; \
+	echo "sha256: $$sha"
 
 # ---------------------------------------------------------------- the local stack
 

@@ -278,15 +278,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--source", type=Path, default=SOURCE)
     ap.add_argument("--wasm-sha256", help="sha256 (hex) of the released module; default: the source's placeholder")
     ap.add_argument("--wasm-url", help="WasmPlugin url; default: istio.wasm_url of the source")
-    ap.add_argument("--only-istio", action="store_true", help="write only envoy/istio/*")
+    ap.add_argument("--only-istio", action="store_true", help="write only the Istio manifests, into <out>/istio/")
     args = ap.parse_args(argv)
     if args.wasm_sha256 and not SHA256_RE.match(args.wasm_sha256):
         ap.error("--wasm-sha256 must be 64 lowercase hex digits")
     files = generate(load_source(args.source), TEMPLATE.read_text(), args.wasm_sha256, args.wasm_url)
     for rel, text in files.items():
-        if args.only_istio and not rel.startswith("envoy/istio/"):
-            continue
-        path = args.out / rel
+        if args.only_istio:
+            if not rel.startswith("envoy/istio/"):
+                continue
+            path = args.out / "istio" / Path(rel).name
+        else:
+            path = args.out / rel
         path.parent.mkdir(parents=True, exist_ok=True)
         old = path.read_text() if path.exists() else None
         if old != text:
