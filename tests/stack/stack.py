@@ -648,7 +648,8 @@ class Stack:
         fp_file.write_text(fingerprint)
         self._envoy_variant = False
 
-    def _start_envoy(self, config_path: Path, timeout: float = 20, wait_keys: bool = True) -> None:
+    def _start_envoy(self, config_path: Path, timeout: float = 20, wait_keys: bool = True,
+                     env: dict[str, str] | None = None) -> None:
         self.envoy.stop()
         for key in ("https", "http", "admin"):
             self.check_port_free(key)
@@ -660,7 +661,8 @@ class Stack:
             p = subprocess.Popen(
                 [str(self.cfg.envoy_bin), "-c", str(config_path), "--disable-hot-restart",
                  "--concurrency", str(self.cfg.envoy_concurrency), "--log-level", "info"],
-                cwd=REPO, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT)
+                cwd=REPO, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                env={**os.environ, **env} if env else None)
         self._procs.append(p)
         self.envoy.pidfile.write_text(f"{p.pid}\n")
 
@@ -706,19 +708,21 @@ class Stack:
     def restart_envoy(self, plugin_overrides: dict | Callable[[dict], dict | None] | None = None,
                       extra_clusters: list[dict] | None = None,
                       envoy_patch: Callable[[dict], dict | None] | None = None, timeout: float = 20,
-                      wait_keys: bool = True) -> Path:
+                      wait_keys: bool = True, envoy_env: dict[str, str] | None = None) -> Path:
         """Restart Envoy with a variant of the default config (see render_envoy); returns once
         Envoy is ready, or raises StackError with the tail of Envoy's log. Without arguments it
         restores the default config. With wait_keys (default) it also waits (up to 5 s, never
         failing) until the filter finished its first JWKS fetch, see wait_for_filter_keys().
+        envoy_env: extra environment variables of the Envoy process (e.g. secrets the filter
+        reads through vm_config.environment_variables.host_env_keys).
         Returns the path of the config used."""
         doc = self.render_envoy(plugin_overrides, extra_clusters, envoy_patch)
         path, fingerprint = self._write_envoy_config(doc)
         fp_file = self.cfg.state_dir / "envoy" / "fingerprint"
         fp_file.unlink(missing_ok=True)
-        variant = bool(plugin_overrides or extra_clusters or envoy_patch)
+        variant = bool(plugin_overrides or extra_clusters or envoy_patch or envoy_env)
         self._envoy_variant = True  # until proven ready with the default
-        self._start_envoy(path, timeout, wait_keys)
+        self._start_envoy(path, timeout, wait_keys, envoy_env)
         if not variant:
             fp_file.write_text(fingerprint)
             self._envoy_variant = False
