@@ -56,6 +56,8 @@ def wrk(url: str, connections: int, env: dict[str, str]) -> dict:
            "-s", str(LUA), url]
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=DURATION + 60,
                          env={**os.environ, **env}).stdout
+    with (OUT / "wrk.log").open("a") as log:
+        log.write(f"$ {' '.join(cmd)}\n{out}\n")
     requests = int(re.search(r"(\d+) requests in", out).group(1))
     errors = int(re.search(r"BAD_STATUS (\d+)", out).group(1))
     sock = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
@@ -92,6 +94,7 @@ def presigned_assume_role(st: Stack) -> Path:
 
 def main() -> int:
     OUT.mkdir(parents=True, exist_ok=True)
+    (OUT / "wrk.log").unlink(missing_ok=True)
     cfg = Config.from_env(test=True, env={**os.environ, "STACK_TEST_DIR": str(REPO / "target" / "bench-stack")})
     st = Stack(cfg)
     st.down()
@@ -118,6 +121,9 @@ def run(st: Stack) -> int:
         "d_filter": (http + "/apis/sts/healthz", {}),
         "d_plain": (http + "/plain/healthz", {}),
     }
+    only = os.environ.get("BENCH_SCENARIOS")
+    if only:
+        scenarios = {k: v for k, v in scenarios.items() if k in only.split(",")}
     envoy_pid, rgw_pid = st.envoy.pid(), st.rgw.pid()
     # Warm up: JIT, connection pools, caches; and check every scenario answers as expected.
     for name, (url, env) in scenarios.items():
@@ -161,7 +167,9 @@ def build_summary(st: Stack, results: list[dict]) -> dict:
     def rps(s: str, c: int) -> float:
         return next(r["rps"] for r in results if r["scenario"] == s and r["connections"] == c)
 
-    ratios = {f"{s}_over_a": {str(c): round(rps(s, c) / rps("a", c), 3) for c in CONNECTIONS} for s in ("b", "c")}
+    have = {r["scenario"] for r in results}
+    ratios = {f"{s}_over_a": {str(c): round(rps(s, c) / rps("a", c), 3) for c in CONNECTIONS}
+              for s in ("b", "c") if {s, "a"} <= have}
     stats = st.envoy_stats() if hasattr(st, "envoy_stats") else {}
     vm_bytes = next((v for k, v in stats.items() if k.endswith("sts_gateway_vm_memory_bytes")), None)
     return {

@@ -14,6 +14,7 @@ function setup(thread)
 end
 
 function init(args)
+  req_path = wrk.path
   local tf = os.getenv("TOKENS_FILE")
   if tf then
     for line in io.lines(tf) do if #line > 0 then tokens[#tokens + 1] = line end end
