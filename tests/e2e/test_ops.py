@@ -82,7 +82,7 @@ def prometheus(stack) -> str:
 
 def prom_value(text: str, name: str, labels: str = "") -> float:
     """Value of one Prometheus sample `name{labels}` (labels exactly as Envoy prints them), 0 if absent."""
-    pat = re.compile(r"^" + re.escape(name) + (r"\{" + re.escape(labels) + r"\}" if labels else "") + r" (\S+)$", re.M)
+    pat = re.compile(r"^" + re.escape(name) + r"\{" + re.escape(labels) + r"\} (\S+)$", re.M)
     m = pat.search(text)
     return float(m.group(1)) if m else 0.0
 
@@ -405,7 +405,7 @@ def _wait_stat(stack, name: str, at_least: int, timeout: float = 8.0) -> int:
 
 
 def _latency_count(stack) -> float:
-    return prom_value(prometheus(stack), "envoy_wasmcustom_sts_gateway_rgw_latency_ms_count")
+    return prom_value(prometheus(stack), "sts_gateway_rgw_latency_ms_count")
 
 
 def test_metrics_move_when_they_should(stack):
@@ -443,13 +443,15 @@ def test_metrics_move_when_they_should(stack):
     assert stack.envoy_stats()["wasmcustom.sts_gateway_rgw_answers_5xx"] == post.get(
         "wasmcustom.sts_gateway_rgw_answers_5xx", 0) + 1
 
-    # Prometheus: one metric per family, the reason/class as a label (envoy.yaml stats_tags).
+    # Prometheus: one metric per family, the reason/class as a label (envoy.yaml stats_tags);
+    # Envoy prints its custom `wasmcustom` namespace without the namespace and the envoy_ prefix.
     text = prometheus(stack)
-    assert prom_value(text, "envoy_wasmcustom_sts_gateway_requests", 'reason="minted"') >= 1
-    assert prom_value(text, "envoy_wasmcustom_sts_gateway_requests", 'reason="forbidden"') >= 1
-    assert prom_value(text, "envoy_wasmcustom_sts_gateway_rgw_answers", 'class="2xx"') >= 1
-    assert prom_value(text, "envoy_wasmcustom_sts_gateway_jwks_fetches", 'result="ok"') >= 1
-    assert "envoy_wasmcustom_sts_gateway_rgw_latency_ms_bucket" in text
+    assert prom_value(text, "sts_gateway_requests", 'reason="minted"') >= 1
+    assert prom_value(text, "sts_gateway_requests", 'reason="forbidden"') >= 1
+    assert prom_value(text, "sts_gateway_rgw_answers", 'class="2xx"') >= 1
+    assert prom_value(text, "sts_gateway_jwks_fetches", 'result="ok"') >= 1
+    assert 'sts_gateway_rgw_latency_ms_bucket{le="5"}' in text
+    assert "envoy_wasmcustom" not in text
 
 
 def test_jwks_failures_are_counted(stack):
