@@ -43,14 +43,6 @@ fn now_ms() -> u64 {
         .unwrap_or(0)
 }
 
-fn now_nanos() -> u64 {
-    hostcalls::get_current_time()
-        .ok()
-        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
-        .map(|d| d.as_nanos() as u64)
-        .unwrap_or(0)
-}
-
 fn dispatch(c: &Callout) -> Result<u32, ()> {
     let headers: Vec<(&str, &str)> = c.headers.iter().map(|(n, v)| (*n, v.as_str())).collect();
     hostcalls::dispatch_http_call(
@@ -224,8 +216,9 @@ struct Http {
 }
 
 impl Http {
+    /// Distinct per request for the session-name suffix; no extra clock read.
     fn unique(&self) -> u64 {
-        now_nanos() ^ u64::from(self.id).rotate_left(48)
+        self.started_ms.wrapping_mul(1_000_003) ^ u64::from(self.id).rotate_left(40)
     }
 
     fn run(&mut self, step: Step) -> Action {

@@ -2,6 +2,7 @@
 //! route → extract → verify (cached) → authorize → signed STS request → parse → answer.
 //! The glue (`filter`) only moves bytes between Envoy and these functions.
 use std::collections::HashSet;
+use std::hash::BuildHasher;
 use std::rc::Rc;
 
 use crate::authorize::authorize;
@@ -72,6 +73,9 @@ pub struct Worker {
     cache: TokenCache,
     signing: SigningKeyCache,
     seq: u64,
+    /// Random per VM (WASI `random_get` via std's hasher seed): keeps session-name suffixes of
+    /// different workers apart even for requests in the same millisecond.
+    nonce: u64,
 }
 
 const HEALTHZ_BODY: &[u8] = b"{\"Status\": \"ok\"}";
@@ -100,6 +104,7 @@ impl Worker {
             cache: TokenCache::new(config.token_cache_entries),
             signing: SigningKeyCache::new(),
             seq: 0,
+            nonce: std::collections::hash_map::RandomState::new().hash_one(0x5354_5347u64),
             config: Rc::new(config),
             sources,
             source_cfgs,
@@ -134,13 +139,17 @@ impl Worker {
     }
 
     /// Picks up JWKS documents other VMs fetched; parses only when a version moved.
-    pub fn sync_keys<S: SharedStore>(&mut self, store: &S) {
+    /// `true` when some source changed.
+    pub fn sync_keys<S: SharedStore>(&mut self, store: &S) -> bool {
+        let mut changed = false;
         for i in 0..self.source_count() {
             let known = self.versions.get(i).copied().unwrap_or(0);
             if let Some((version, doc)) = self.store(store, i).load_if_newer(known) {
                 self.install(i, version, &doc);
+                changed = true;
             }
         }
+        changed
     }
 
     fn install(&mut self, i: usize, version: u64, doc: &[u8]) {
@@ -276,9 +285,18 @@ impl Worker {
         may_refetch: bool,
     ) -> Result<Step, Error> {
         let token = bearer_token(headers, self.config.max_token_bytes)?;
-        self.sync_keys(store);
         let now = now_ms / 1000;
-        let verified = match self.verify_cached(token, now) {
+        // Keys are synced from shared data on every tick of the root context; a request reads
+        // shared data itself only when its key is missing (new VM, rotation, first fetch).
+        let mut outcome = self.verify_cached(token, now);
+        if matches!(
+            outcome,
+            Err(VerifyError::UnknownKid | VerifyError::Rejected(Error::KeysUnavailable))
+        ) && self.sync_keys(store)
+        {
+            outcome = self.verify_cached(token, now);
+        }
+        let verified = match outcome {
             Ok(v) => v,
             Err(VerifyError::Rejected(e)) => return Err(e),
             Err(VerifyError::UnknownKid) => {
@@ -337,7 +355,7 @@ impl Worker {
         let session = session_name(
             username,
             claims.subject.as_deref(),
-            unique ^ self.seq.rotate_left(40),
+            unique ^ self.nonce ^ self.seq.rotate_left(40),
         );
         let rgw = &self.config.rgw;
         let params = AssumeRoleParams {
