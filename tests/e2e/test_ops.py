@@ -302,9 +302,13 @@ def _swap(path: Path, text: str) -> None:
     os.replace(tmp, path)  # rename(2): Envoy sees the move of a complete file
 
 
+ECDS_STAT = "extension_config_discovery.http_filter.envoy.filters.http.wasm."
+
+
 def _ecds_reloads(stack) -> int:
-    stats = stack.envoy_stats("extension_config_discovery.")
-    return sum(v for k, v in stats.items() if k.endswith(".config_reload"))
+    stats = stack.envoy_stats(ECDS_STAT)
+    assert stats.get(ECDS_STAT + "config_fail", 0) == 0
+    return stats[ECDS_STAT + "config_reload"]
 
 
 def test_rotation_through_ecds_without_restart(stack, tmp_path):
