@@ -1,5 +1,14 @@
-//! Counters and a histogram in Envoy's stats (`/stats/prometheus` shows them with the
-//! `envoy_wasmcustom_` prefix). Defining a metric is per VM; Envoy merges equal names.
+//! Counters and a histogram in Envoy's stats. The names are an operator-facing interface (README
+//! "Deploying in Istio" > "Observe"); keep them stable:
+//!
+//! - `sts_gateway_requests_<reason>`: every answer of the filter by `Answer::reason` (`minted`, ...)
+//! - `sts_gateway_jwks_fetches_ok` / `sts_gateway_jwks_fetches_failed`
+//! - `sts_gateway_rgw_answers_<2xx|4xx|5xx|none>`: the STS callout's status class
+//! - `sts_gateway_rgw_latency_ms` (histogram): request taken → RGW's answer
+//!
+//! `/stats` shows them as `wasmcustom.<name>`; `/stats/prometheus` prints the custom `wasmcustom`
+//! namespace without it (`sts_gateway_*`), and `envoy/envoy.yaml`'s `stats_tags` turn the suffix
+//! into a `reason` / `class` / `result` label. Defining a metric is per VM; Envoy merges equal names.
 use proxy_wasm::hostcalls::{define_metric, increment_metric, record_metric};
 use proxy_wasm::types::MetricType;
 
