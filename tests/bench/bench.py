@@ -6,6 +6,8 @@ Scenarios (wrk, keep-alive, plain-http listener so TLS does not blur the filter'
   c        the same, a different valid token on every request (no verified-token cache hit)
   d_filter GET /apis/sts/healthz through the filter
   d_plain  GET /plain/healthz, a route without the filter (the floor)
+  e_proxy  the AssumeRole of (a) proxied by Envoy on a route without the filter: what Envoy
+           itself costs for a request that reaches RGW (a route added to the bench's Envoy only)
 at 1, 8 and 32 connections, 3 runs each; medians are reported. CPU per request comes from
 /proc/<pid>/stat of Envoy and radosgw. Writes target/bench/summary.json and prints a table.
 The bench brings up its own stack (test ports, state in target/bench-stack) and stops it after.
@@ -72,6 +74,17 @@ def wrk(url: str, connections: int, env: dict[str, str]) -> dict:
     }
 
 
+def add_proxy_route(doc: dict) -> dict:
+    """/plain/rgw/ → RGW without the filter, for the e_proxy reference scenario."""
+    for listener in doc["static_resources"]["listeners"]:
+        hcm = listener["filter_chains"][0]["filters"][0]["typed_config"]
+        routes = hcm["route_config"]["virtual_hosts"][0]["routes"]
+        routes.insert(0, {"match": {"prefix": "/plain/rgw/"}, "route": {"cluster": "rgw", "prefix_rewrite": "/"},
+                          "typed_per_filter_config": {"envoy.filters.http.wasm": {
+                              "@type": "type.googleapis.com/envoy.config.route.v3.FilterConfig", "disabled": True}}})
+    return doc
+
+
 def presigned_assume_role(st: Stack) -> Path:
     """One AssumeRole request signed by botocore, replayed as is (RGW accepts a signature
     for 15 minutes; the session name repeats, which RGW allows)."""
@@ -86,9 +99,10 @@ def presigned_assume_role(st: Stack) -> Path:
     req = AWSRequest(method="POST", url=f"{st.rgw_endpoint}/", data=body,
                      headers={"Content-Type": "application/x-www-form-urlencoded; charset=utf-8", "Host": host})
     SigV4Auth(Credentials(keys["access_key_id"], keys["secret_access_key"]), "sts", "us-east-1").add_auth(req)
-    lines = ["POST /"] + [f"{k}: {v}" for k, v in req.headers.items()]
+    lines = [f"{k}: {v}" for k, v in req.headers.items()]
     path = OUT / "assume-role.req"
-    path.write_text("\n".join(lines) + "\n\n" + body)
+    path.write_text("\n".join(["POST /"] + lines) + "\n\n" + body)
+    (OUT / "assume-role-proxied.req").write_text("\n".join(["POST /plain/rgw/"] + lines) + "\n\n" + body)
     return path
 
 
@@ -100,6 +114,7 @@ def main() -> int:
     st.down()
     try:
         st.up()
+        st.restart_envoy(envoy_patch=add_proxy_route)
         return run(st)
     finally:
         st.down()
@@ -116,6 +131,7 @@ def run(st: Stack) -> int:
     print(f"{len(tokens)} distinct tokens in {time.monotonic() - started:.1f} s", flush=True)
     scenarios = {
         "a": (st.rgw_endpoint + "/", {"REQUEST_FILE": str(presigned_assume_role(st))}),
+        "e_proxy": (http + "/", {"REQUEST_FILE": str(OUT / "assume-role-proxied.req")}),
         "b": (http + "/", {"TOKENS_FILE": str(one), "EXPECT_STATUS": "201"}),
         "c": (http + "/", {"TOKENS_FILE": str(pool), "EXPECT_STATUS": "201"}),
         "d_filter": (http + "/apis/sts/healthz", {}),
@@ -169,7 +185,7 @@ def build_summary(st: Stack, results: list[dict]) -> dict:
 
     have = {r["scenario"] for r in results}
     ratios = {f"{s}_over_a": {str(c): round(rps(s, c) / rps("a", c), 3) for c in CONNECTIONS}
-              for s in ("b", "c") if {s, "a"} <= have}
+              for s in ("b", "c", "e_proxy") if {s, "a"} <= have}
     stats = st.envoy_stats() if hasattr(st, "envoy_stats") else {}
     vm_bytes = next((v for k, v in stats.items() if k.endswith("sts_gateway_vm_memory_bytes")), None)
     return {
