@@ -1,0 +1,787 @@
+"""Hostile input and failing dependencies (issue 5), end to end on the real stack.
+
+Every case asserts its status, and the `guard` fixture then checks what must hold after any
+case: no panic and no Wasm VM failure in Envoy's log, no VM reload or new VM in Envoy's stats,
+nothing secret in Envoy's log (the tokens of the case, the STS secret key, minted secrets), and
+the next good request still gets 201 from the same Envoy.
+
+Hostile tokens "validly signed but odd" come from the issuer's control API (its key signs them);
+unsigned or garbage tokens are built here. RGW and JWKS misbehaviour comes from
+`misbehaving.Misbehaving`, a loopback server that proxies to the real RGW / issuer until told
+to misbehave, so one Envoy sees both the hostile answer and the recovery.
+"""
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import http.client
+import json
+import ssl
+import threading
+import time
+import urllib.request
+from typing import Callable
+
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from conftest import Stack
+from misbehaving import Misbehaving
+
+TOKEN_PATH = "/apis/sts/token"
+
+# What Envoy 1.40 and proxy-wasm write when the filter panics or its VM dies.
+VM_FAILURE_MARKERS = ("panicked", "Wasm VM failed", "Plugin configured to fail closed", "Function: proxy_",
+                      "RuntimeError", "[critical]")
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def b64url(data: bytes | str) -> str:
+    if isinstance(data, str):
+        data = data.encode()
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def unb64url(part: str) -> bytes:
+    return base64.urlsafe_b64decode(part + "=" * (-len(part) % 4))
+
+
+def jose_header(token: str) -> dict:
+    return json.loads(unb64url(token.split(".")[0]))
+
+
+def jose_payload(token: str) -> dict:
+    return json.loads(unb64url(token.split(".")[1]))
+
+
+def current_kid(stack: Stack) -> str:
+    return next(k["kid"] for k in stack.jwks()["keys"] if k.get("use") == "sig")
+
+
+def public_pem(stack: Stack) -> bytes:
+    """The issuer's current signing key as the PEM a confused verifier might use as HMAC secret."""
+    jwk = next(k for k in stack.jwks()["keys"] if k.get("use") == "sig")
+    n = int.from_bytes(unb64url(jwk["n"]), "big")
+    e = int.from_bytes(unb64url(jwk["e"]), "big")
+    return rsa.RSAPublicNumbers(e, n).public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+
+
+def good_claims(stack: Stack) -> dict:
+    return jose_payload(stack.control_token("admin"))
+
+
+def control_token_raw(stack: Stack, body: str) -> str:
+    """The issuer's control API with a hand-written JSON body (Python's json cannot nest 10,000 deep)."""
+    req = urllib.request.Request(f"{stack.control_url}/control/token", data=body.encode(),
+                                 headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=10) as r:
+        return json.loads(r.read())["token"]
+
+
+def mint(stack: Stack, token: str | None, **kw):
+    return stack.gateway_request("PUT", TOKEN_PATH, token=token, **kw)
+
+
+def raw_request(stack: Stack, method: str, path: str, headers: list[tuple[str, str]], body: bytes | None = None,
+                https: bool = True) -> tuple[int, dict, bytes]:
+    """One request with exactly these headers (duplicates allowed), over one fresh connection."""
+    if https:
+        ctx = ssl.create_default_context(cafile=stack.ca_file)
+        conn = http.client.HTTPSConnection("127.0.0.1", stack.cfg.ports["https"], timeout=15, context=ctx)
+        conn._context.check_hostname = False  # SNI/Host are the gateway's name, checked below by CA only
+    else:
+        conn = http.client.HTTPConnection("127.0.0.1", stack.cfg.ports["http"], timeout=15)
+    try:
+        conn.putrequest(method, path, skip_host=True, skip_accept_encoding=True)
+        conn.putheader("Host", "api-gw-service-nmn.local")
+        for name, value in headers:
+            conn.putheader(name, value)
+        if body is not None:
+            conn.putheader("Content-Length", str(len(body)))
+        conn.endheaders(body)
+        r = conn.getresponse()
+        return r.status, {k.lower(): v for k, v in r.getheaders()}, r.read()
+    finally:
+        conn.close()
+
+
+def vm_counters(stack: Stack) -> dict[str, int]:
+    stats = stack.envoy_stats("wasm.")
+    return {k: v for k, v in stats.items() if "vm_reload" in k or k.endswith("v8.created")}
+
+
+class Guard:
+    """The checks every hostile case ends with (see the module docstring)."""
+
+    def __init__(self, stack: Stack):
+        self.stack = stack
+        if not LOG_START:
+            LOG_START.append(stack.envoy_log_path.stat().st_size)
+        self.secrets: set[str] = {stack.sts_keys["secret_access_key"]}
+        self.arm()
+
+    def arm(self) -> None:
+        """Baseline: call again after the test restarted Envoy."""
+        self.pid = self.stack.envoy.pid()
+        self.counters = vm_counters(self.stack)
+        self.offset = len(self.stack.envoy_log())
+        assert self.counters.get("wasm.sts-gateway.vm_reload", 0) == 0, self.counters
+
+    def secret(self, *values: str) -> None:
+        """Values that must never reach Envoy's log (short strings would match by chance)."""
+        for v in values:
+            if v and len(v) >= 24:
+                self.secrets.add(v)
+                if v.count(".") == 2 and len(v.split(".")[2]) >= 24:
+                    self.secrets.add(v.split(".")[2])  # a token's signature alone
+
+    def good_request(self) -> dict:
+        token = self.stack.token("admin")
+        self.secret(token)
+        r = mint(self.stack, token)
+        assert r.status_code == 201, f"the next good request failed: {r.status_code} {r.text}"
+        creds = r.json()["Credentials"]
+        self.secret(creds["SecretAccessKey"], creds["SessionToken"])
+        return creds
+
+    def finish(self) -> None:
+        self.good_request()
+        assert self.stack.envoy.pid() == self.pid, "Envoy restarted during the case"
+        after = vm_counters(self.stack)
+        assert after == self.counters, f"Wasm VM reloaded or re-created: {self.counters} -> {after}"
+        log = self.stack.envoy_log()[self.offset:]
+        for marker in VM_FAILURE_MARKERS:
+            assert marker not in log, f"{marker!r} in Envoy's log:\n{log[-3000:]}"
+        for s in self.secrets:
+            assert s not in log, f"a secret ({s[:6]}...) is in Envoy's log"
+        ALL_SECRETS.update(self.secrets)
+
+
+ALL_SECRETS: set[str] = set()
+QUERY_SECRETS: set[str] = set()  # tokens a client put in the query string
+LOG_START: list[int] = []  # size of envoy.log when this module's first case began
+
+
+@pytest.fixture
+def guard(stack: Stack):
+    g = Guard(stack)
+    yield g
+    g.finish()
+
+
+def restart(stack: Stack, guard: Guard, **kw) -> None:
+    stack.restart_envoy(**kw)
+    guard.arm()
+
+
+def assert_problem(r, status: int) -> dict:
+    assert r.status_code == status, f"{r.status_code} {r.text[:500]}"
+    assert r.headers["content-type"] == "application/problem+json", r.headers
+    body = r.json()
+    assert body["status"] == status
+    return body
+
+
+def assert_invalid_token(r) -> None:
+    assert_problem(r, 401)
+    assert 'error="invalid_token"' in r.headers["www-authenticate"], r.headers
+
+
+# --------------------------------------------------------------------------- tokens
+
+HMAC = {"HS256": hashlib.sha256, "HS384": hashlib.sha384, "HS512": hashlib.sha512}
+
+
+@pytest.mark.parametrize("alg", ["HS256", "HS384", "HS512"])
+def test_hmac_keyed_with_the_rsa_public_key(stack, guard, alg):
+    header = {"alg": alg, "typ": "JWT", "kid": current_kid(stack)}
+    signing_input = f"{b64url(json.dumps(header))}.{b64url(json.dumps(good_claims(stack)))}"
+    sig = hmac.new(public_pem(stack), signing_input.encode(), HMAC[alg]).digest()
+    token = f"{signing_input}.{b64url(sig)}"
+    guard.secret(token)
+    assert_invalid_token(mint(stack, token))
+
+
+@pytest.mark.parametrize("alg", ["none", "None", "NONE", ""])
+def test_alg_none(stack, guard, alg):
+    header = {"alg": alg, "typ": "JWT", "kid": current_kid(stack)}
+    token = f"{b64url(json.dumps(header))}.{b64url(json.dumps(good_claims(stack)))}."
+    guard.secret(token)
+    assert_invalid_token(mint(stack, token))
+
+
+def test_alg_none_keeping_the_real_signature(stack, guard):
+    real = stack.control_token("admin")
+    h, p, s = real.split(".")
+    header = dict(jose_header(real), alg="none")
+    token = f"{b64url(json.dumps(header))}.{p}.{s}"
+    guard.secret(token)
+    assert_invalid_token(mint(stack, token))
+
+
+def test_rs256_by_an_unpublished_key(stack, guard):
+    token = stack.control_token("admin", unpublished=True)
+    guard.secret(token)
+    assert jose_header(token)["kid"] not in {k["kid"] for k in stack.jwks()["keys"]}
+    assert_invalid_token(mint(stack, token))
+    assert_invalid_token(mint(stack, token))  # again, after the refetch it may have caused
+
+
+def test_kid_of_the_encryption_key(stack, guard):
+    enc = next(k["kid"] for k in stack.jwks()["keys"] if k.get("use") == "enc")
+    token = stack.control_token("admin", header={"kid": enc})
+    guard.secret(token)
+    assert jose_header(token)["kid"] == enc
+    assert_invalid_token(mint(stack, token))
+
+
+@pytest.mark.parametrize("kid", ["../../../../etc/passwd", "/jwks", "a\u0000b", "x\r\nX-Injected: 1",
+                                 "%2e%2e%2f", "\u202egnp.exe", "k" * 4000, "sig-1\tsig-2"])
+def test_kid_with_path_or_control_characters(stack, guard, kid):
+    token = stack.control_token("admin", header={"kid": kid})
+    guard.secret(token)
+    assert jose_header(token)["kid"] == kid
+    assert_invalid_token(mint(stack, token))
+    time.sleep(0.2)
+    log = stack.envoy_log()[guard.offset:]
+    assert "X-Injected" not in log
+
+
+def test_no_kid_while_the_jwks_has_several_keys(stack, guard):
+    # A variant, so the Envoy that learned the rotated JWKS is replaced after the test.
+    restart(stack, guard, plugin_overrides=lambda p: p["issuers"][0]["jwks"].update(min_refetch_seconds=1))
+    stack.rotate_keys(keep_old=True)
+    assert len([k for k in stack.jwks()["keys"] if k.get("use") == "sig"]) == 2
+    time.sleep(1.2)  # min_refetch_seconds since the fetch at Envoy's start
+    # The new kid makes the filter refetch: it now knows both keys.
+    assert mint(stack, stack.token("admin")).status_code == 201
+    token = stack.control_token("admin", header={"kid": None})
+    guard.secret(token)
+    assert "kid" not in jose_header(token)
+    r = mint(stack, token)
+    assert_invalid_token(r)
+    assert "no kid" in r.json()["detail"]
+
+
+def test_no_kid_with_a_single_signing_key_is_accepted(stack, guard):
+    """The control case of the one above: with one signing key a kid-less token verifies."""
+    stack.rotate_keys(keep_old=False)  # one signing key, whatever earlier tests left
+    restart(stack, guard, plugin_overrides={"clock_skew_seconds": 61})  # a variant: fresh JWKS now, default after
+    token = stack.control_token("admin", header={"kid": None})
+    guard.secret(token)
+    assert "kid" not in jose_header(token)
+    assert mint(stack, token).status_code == 201
+
+
+def test_64_kib_token_is_refused_by_envoy_before_the_filter(stack, guard):
+    """Envoy's default header limit (max_request_headers_kb 60) answers 431 before any filter runs."""
+    real = stack.control_token("admin")
+    h, p, s = real.split(".")
+    token = f"{h}.{p}{'A' * (64 * 1024)}.{s}"
+    guard.secret(token)
+    r = mint(stack, token)
+    assert r.status_code == 431, r.status_code
+
+
+def test_token_over_max_token_bytes_is_401_before_parsing(stack, guard):
+    """Below Envoy's limit but above the filter's max_token_bytes (16384): the filter refuses it."""
+    token = stack.control_token("admin", claims={"pad": "x" * 20000})
+    guard.secret(token)
+    assert 16384 < len(token) < 60 * 1024
+    r = mint(stack, token)
+    assert_invalid_token(r)
+    assert "too large" in r.json()["detail"]
+
+
+@pytest.mark.parametrize("shape", ["two_parts", "four_parts", "trailing_dot", "leading_dot", "only_dots",
+                                   "empty_payload", "five_dots"])
+def test_extra_or_missing_dots(stack, guard, shape):
+    real = stack.control_token("admin")
+    guard.secret(real)
+    h, p, s = real.split(".")
+    token = {"two_parts": f"{h}.{p}", "four_parts": f"{h}.{p}.{s}.{s}", "trailing_dot": f"{real}.",
+             "leading_dot": f".{real}", "only_dots": "..", "empty_payload": f"{h}..{s}",
+             "five_dots": f"{h}.{p}...{s}"}[shape]
+    assert_invalid_token(mint(stack, token))
+
+
+@pytest.mark.parametrize("shape", ["plus_slash", "padding", "bad_length", "not_json", "utf8", "percent"])
+def test_bad_base64url(stack, guard, shape):
+    real = stack.control_token("admin")
+    guard.secret(real)
+    h, p, s = real.split(".")
+    token = {"plus_slash": f"{h}.{p.replace('-', '+').replace('_', '/')}+/.{s}",
+             "padding": f"{h}==.{p}.{s}",
+             "bad_length": f"{h}A.{p}.{s}",  # 4n+1 characters cannot be base64
+             "not_json": f"{b64url('not json')}.{p}.{s}",
+             "utf8": f"{h}.{p}\u00e9.{s}",
+             "percent": f"{h}.{p}%3D.{s}"}[shape]
+    if shape == "utf8":
+        status, headers, body = raw_request(stack, "PUT", TOKEN_PATH,
+                                            [("Authorization", f"Bearer {token}".encode().decode("latin-1"))])
+        assert status == 401, (status, body)
+        return
+    assert_invalid_token(mint(stack, token))
+
+
+def test_header_nested_10000_deep_is_refused(stack, guard):
+    """27 KB of header: refused by size (max_token_bytes) at the default settings."""
+    header = '{"alg":"RS256","x":' + "[" * 10000 + "]" * 10000 + "}"
+    token = f"{b64url(header)}.{b64url(json.dumps(good_claims(stack)))}.{b64url(b'sig' * 90)}"
+    r = mint(stack, token)
+    assert_invalid_token(r)
+
+
+@pytest.mark.parametrize("where", ["header", "signed_claims"])
+def test_json_nested_10000_deep_reaches_the_parser(stack, guard, where):
+    """With max_token_bytes raised to 64 KiB deep JSON reaches serde_json (recursion limit 128):
+    a 10,000-deep unsigned header, and 2,000-deep validly signed claims (parsed after the
+    signature check)."""
+    restart(stack, guard, plugin_overrides={"max_token_bytes": 65536})
+    deep = "[" * 10000 + "]" * 10000
+    if where == "header":
+        header = '{"alg":"RS256","kid":"' + current_kid(stack) + '","x":' + deep + "}"
+        token = f"{b64url(header)}.{b64url(json.dumps(good_claims(stack)))}.{b64url(b'sig' * 90)}"
+    else:
+        # The issuer (Node) overflows its own stack at 10,000; 2,000 is still far past serde_json's 128.
+        deep = "[" * 2000 + "]" * 2000
+        token = control_token_raw(stack, '{"username": "admin", "expires_in": 3600, "claims": {"x": ' + deep + "}}")
+    guard.secret(token)
+    assert_invalid_token(mint(stack, token))
+
+
+def test_duplicate_claims_unsigned(stack, guard):
+    """Duplicate claims with a valid signature are covered by the unit test verify::malformed
+    (the issuer cannot sign raw JSON); here the unsigned variant is refused."""
+    claims = json.dumps(good_claims(stack))[:-1] + ', "iss": "https://evil.example/", "exp": 99999999999}'
+    header = {"alg": "RS256", "typ": "JWT", "kid": current_kid(stack)}
+    real = stack.control_token("admin")
+    token = f"{b64url(json.dumps(header))}.{b64url(claims)}.{real.split('.')[2]}"
+    guard.secret(token)
+    assert_invalid_token(mint(stack, token))
+
+
+@pytest.mark.parametrize("case,claims,header,expected", [
+    ("exp_as_string", {"exp": str(int(time.time()) + 3600)}, None, 401),
+    ("exp_missing", {"exp": None}, None, 401),
+    ("exp_float", {"exp": int(time.time()) + 3600.5}, None, 201),
+    ("exp_huge", {"exp": 10 ** 30}, None, 201),  # the issuer's choice; no overflow on 1e+30
+    ("exp_negative", {"exp": -1}, None, 401),
+    ("aud_string", {"aud": "shasta"}, None, 201),
+    ("aud_array", {"aud": ["account", "shasta"]}, None, 201),
+    ("aud_other", {"aud": ["account"]}, None, 401),
+    ("aud_number", {"aud": 7}, None, 401),
+    ("iss_trailing_slash", {"iss": "__ISS__/"}, None, 401),
+    ("iss_other_case", {"iss": "__ISS_UPPER__"}, None, 401),
+    ("iss_missing", {"iss": None}, None, 401),
+    ("nbf_future", {"nbf": int(time.time()) + 86400 * 365}, None, 401),
+    ("roles_as_string_admin", {"resource_access": {"shasta": {"roles": "admin"}}}, None, 201),
+    ("roles_object", {"resource_access": {"shasta": {"roles": {"admin": True}}}}, None, 403),
+    ("typ_not_jwt", None, {"typ": "at+jwt-not"}, 401),
+])
+def test_validly_signed_but_odd(stack, guard, case, claims, header, expected):
+    claims = json.loads(json.dumps(claims or {}).replace("__ISS__", stack.cfg.issuer_url)
+                        .replace("__ISS_UPPER__", stack.cfg.issuer_url.upper()))
+    try:
+        token = stack.control_token("admin", claims=claims, header=header)
+    except Exception as e:  # the issuer's JOSE library may refuse to sign it at all
+        pytest.fail(f"the issuer could not sign {case}: {e}")
+    guard.secret(token)
+    r = mint(stack, token)
+    if expected == 201:
+        assert r.status_code == 201, r.text
+        guard.secret(r.json()["Credentials"]["SecretAccessKey"], r.json()["Credentials"]["SessionToken"])
+    elif expected == 401:
+        assert_invalid_token(r)
+    else:
+        assert_problem(r, expected)
+
+
+@pytest.mark.parametrize("crit", [["exp"], ["x-unknown"], [], "exp"])
+def test_crit_header(stack, guard, crit):
+    """The issuer's JOSE library refuses to sign an unknown crit, so the real signature is kept
+    under a changed header (signature mismatch). jwt-simple's own crit check with a valid
+    signature is the unit test verify::malformed."""
+    real = stack.control_token("admin")
+    guard.secret(real)
+    header = dict(jose_header(real), crit=crit, **({"x-unknown": 1} if crit == ["x-unknown"] else {}))
+    h, p, s = real.split(".")
+    assert_invalid_token(mint(stack, f"{b64url(json.dumps(header))}.{p}.{s}"))
+
+
+def test_token_in_the_query_is_ignored(stack, guard):
+    token = stack.token("admin")
+    r = stack.gateway_request("PUT", f"{TOKEN_PATH}?access_token={token}")
+    assert_problem(r, 401)
+    assert "error=" not in r.headers["www-authenticate"]  # "missing", not "invalid"
+    # Envoy's access log prints the path with its query (the client's leak, but the log must not
+    # keep it): checked by test_zz_query_token_not_in_the_access_log once the log is flushed.
+    QUERY_SECRETS.add(token)
+
+
+@pytest.mark.parametrize("second", ["same", "garbage", "basic"])
+def test_two_authorization_headers(stack, guard, second):
+    token = stack.token("admin")
+    guard.secret(token)
+    other = {"same": f"Bearer {token}", "garbage": "Bearer a.b.c", "basic": "Basic YWRtaW46YWRtaW4="}[second]
+    for https in (True, False):
+        status, headers, body = raw_request(stack, "PUT", TOKEN_PATH,
+                                            [("Authorization", f"Bearer {token}"), ("Authorization", other)],
+                                            https=https)
+        # Envoy's HTTP/1 codec joins repeated headers into one value ("Bearer a, Bearer b"), so
+        # the filter sees one malformed token rather than two headers: 401 either way.
+        assert status == 401, (status, body)
+        assert 'error="invalid_token"' in headers["www-authenticate"], headers
+
+
+@pytest.mark.parametrize("value", ["Bearer", "Bearer ", "Bearer    ", "bearer", "Bearer\t", "Token abc.def.ghi", ""])
+def test_bearer_with_no_token(stack, guard, value):
+    status, headers, body = raw_request(stack, "PUT", TOKEN_PATH, [("Authorization", value)])
+    assert status == 401, (status, body)
+    assert headers["www-authenticate"].startswith("Bearer realm=")
+
+
+# --------------------------------------------------------------------------- HTTP
+
+
+@pytest.mark.parametrize("method", ["HEAD", "OPTIONS", "POST", "DELETE", "PATCH", "GET"])
+def test_other_methods_on_the_token_path_are_405(stack, guard, method):
+    r = stack.gateway_request(method, TOKEN_PATH, token=stack.token("admin"))
+    assert r.status_code == 405, r.text
+    assert r.headers["allow"] == "PUT"
+
+
+@pytest.mark.parametrize("path,expected", [
+    ("/apis/sts/token/", 404),  # the filter: not an endpoint
+    ("/apis/sts//token", 404),  # the filter: Envoy does not merge slashes (merge_slashes off)
+    ("/apis/sts/%74oken", 201),  # Envoy's normalize_path decodes the unreserved %74 ('t')
+    ("/apis/sts/./token", 201),  # normalize_path removes dot segments
+    ("/apis/sts/x/../token", 201),
+    ("/APIS/sts/token", 404),  # not the filter's prefix: the route's direct 404 (empty body)
+    ("/apis/sts/token?x=1", 201),
+    ("/apis/sts/token#frag", 400),  # Envoy refuses a fragment in the request-target
+    ("/apis/sts/token%2F", 404),
+    ("/apis/sts/%2e%2e/sts/token", 201),
+])
+def test_paths(stack, guard, path, expected):
+    status, headers, body = raw_request(stack, "PUT", path, [("Authorization", f"Bearer {stack.token('admin')}")])
+    assert status == expected, (status, body[:300])
+    if expected == 201:
+        guard.secret(json.loads(body)["Credentials"]["SecretAccessKey"])
+    elif expected == 400:
+        assert b"Credentials" not in body
+    elif path.startswith("/apis/sts/"):
+        assert headers["content-type"] == "application/problem+json"
+    else:
+        assert body == b"" and "www-authenticate" not in headers  # Envoy's route, not the filter
+
+
+@pytest.mark.parametrize("body", [b"{}", b"x" * 100_000, b"\x00\xff" * 1000])
+def test_request_body_on_put_is_ignored(stack, guard, body):
+    token = stack.token("admin")
+    guard.secret(token)
+    r = mint(stack, token, data=body, headers={"Content-Type": "application/octet-stream"})
+    assert r.status_code == 201, r.text
+
+
+# --------------------------------------------------------------------------- RGW
+
+
+VALID_CREDS = {"AccessKeyId": "AKIAHOSTILE000000001", "SecretAccessKey": "S" * 40,
+               "SessionToken": "T" * 384, "Expiration": "2030-11-30T00:57:59.260716106Z"}
+
+
+def assume_role_xml(**fields: str | None) -> str:
+    creds = {**VALID_CREDS, **fields}
+    inner = "".join(f"<{k}>{v}</{k}>" for k, v in creds.items() if v is not None)
+    return (f"<AssumeRoleResponse><AssumeRoleResult><Credentials>{inner}</Credentials>"
+            "</AssumeRoleResult></AssumeRoleResponse>")
+
+
+LAUGHS = ('<?xml version="1.0"?><!DOCTYPE lolz [<!ENTITY lol "lol">'
+          + "".join(f'<!ENTITY lol{i} "{("&lol%s;" % (i - 1 if i > 1 else "")) * 10}">' for i in range(1, 10))
+          + ']><AssumeRoleResponse><AssumeRoleResult><Credentials><AccessKeyId>&lol9;</AccessKeyId>'
+          + "</Credentials></AssumeRoleResult></AssumeRoleResponse>")
+XXE = ('<?xml version="1.0"?><!DOCTYPE r [<!ENTITY xxe SYSTEM "file:///etc/passwd">]>'
+       + assume_role_xml(SessionToken="&xxe;"))
+
+RGW_CASES = {
+    # name: (behavior, kwargs, expected status, expected `code` in the problem body or None)
+    "rgw_500": ("status", {"status": 500, "body": "Internal Server Error"}, 502, None),
+    "rgw_403_access_denied": ("status", {"status": 403, "content_type": "application/xml", "body":
+                              '<?xml version="1.0" encoding="UTF-8"?><Error><Code>AccessDenied</Code>'
+                              "<Message></Message><RequestId>tx1</RequestId><HostId>h</HostId></Error>"},
+                              502, "AccessDenied"),
+    "rgw_code_injection": ("status", {"status": 400, "body": "<Error><Code>Bad\"Code&#13;&#10;&lt;script&gt;"
+                           + "A" * 500 + "</Code></Error>"}, 502, "BadCodescript" + "A" * 51),
+    "rgw_error_not_xml": ("status", {"status": 400, "body": "<Error><Code>Bad\r\n<script>"}, 502, "Unknown"),
+    "garbage_xml": ("status", {"status": 200, "body": "<AssumeRoleResponse><AssumeRoleResult><Creden"}, 502, None),
+    "not_xml": ("status", {"status": 200, "body": b"\x00\x01\xfe\xff garbage"}, 502, None),
+    "html": ("status", {"status": 200, "body": "<html><body>login</body></html>"}, 502, None),
+    "doctype_entity_expansion": ("status", {"status": 200, "body": LAUGHS}, 502, None),
+    "external_entity": ("status", {"status": 200, "body": XXE}, 502, None),
+    "undeclared_entity": ("status", {"status": 200, "body": assume_role_xml(SessionToken="&xxe;")}, 502, None),
+    "body_10_mib": ("huge", {"size": 10 << 20, "fill": b"<a>"}, 502, None),
+    "missing_AccessKeyId": ("status", {"status": 200, "body": assume_role_xml(AccessKeyId=None)}, 502, None),
+    "missing_SecretAccessKey": ("status", {"status": 200, "body": assume_role_xml(SecretAccessKey=None)}, 502, None),
+    "missing_SessionToken": ("status", {"status": 200, "body": assume_role_xml(SessionToken=None)}, 502, None),
+    "missing_Expiration": ("status", {"status": 200, "body": assume_role_xml(Expiration=None)}, 502, None),
+    "bad_Expiration": ("status", {"status": 200, "body": assume_role_xml(Expiration="tomorrow")}, 502, None),
+    "slower_than_timeout": ("slow", {"delay": 3.0}, 504, None),
+    "connection_closed": ("refuse", {}, 503, None),
+}
+
+
+@pytest.fixture(scope="module")
+def hostile_rgw(stack) -> Misbehaving:
+    with Misbehaving(upstream=stack.rgw_endpoint) as srv:
+        yield srv
+
+
+def rgw_variant(stack: Stack, guard: Guard, srv: Misbehaving) -> None:
+    srv.behave("proxy")
+    restart(stack, guard, plugin_overrides={"rgw": {"cluster": "hostile_rgw", "timeout_ms": 1000}},
+            extra_clusters=[Stack.cluster("hostile_rgw", srv.port)])
+
+
+@pytest.mark.parametrize("case", list(RGW_CASES))
+def test_rgw_misbehaves(stack, guard, hostile_rgw, case):
+    behavior, kw, expected, code = RGW_CASES[case]
+    rgw_variant(stack, guard, hostile_rgw)
+    guard.good_request()  # through the transparent proxy first
+    token = stack.token("admin")
+    guard.secret(token)
+    hostile_rgw.behave(behavior, **kw)
+    try:
+        t0 = time.monotonic()
+        r = mint(stack, token)
+        elapsed = time.monotonic() - t0
+    finally:
+        hostile_rgw.behave("proxy")
+    body = assert_problem(r, expected)
+    if code is not None:
+        assert body.get("code") == code, body
+    else:
+        assert "code" not in body or body["code"] == "Unknown", body
+    for secret in (VALID_CREDS["SecretAccessKey"], VALID_CREDS["SessionToken"], "root:", "lollollol"):
+        assert secret not in r.text
+    if case == "slower_than_timeout":
+        assert 0.9 < elapsed < 2.9, elapsed  # rgw.timeout_ms 1000, not the server's 3 s
+
+
+def test_rgw_stopped_is_503_then_recovers(stack, guard):
+    stack.stop_rgw()
+    r = mint(stack, stack.token("admin"))
+    assert_problem(r, 503)
+    assert r.headers["retry-after"].isdigit()
+    stack.start_rgw()
+
+
+# --------------------------------------------------------------------------- JWKS
+
+
+JWKS_CASES = {
+    "jwks_500": ("status", {"status": 500, "body": "oops"}),
+    "jwks_404_html": ("status", {"status": 404, "body": "<html>not found</html>"}),
+    "jwks_garbage": ("status", {"status": 200, "body": b"\x00garbage{", "content_type": "application/json"}),
+    "jwks_html_200": ("status", {"status": 200, "body": "<html>login</html>"}),
+    "jwks_no_usable_key": ("status", {"status": 200, "body": json.dumps(
+        {"keys": [{"kty": "EC", "crv": "P-256", "x": "AA", "y": "AA", "kid": "ec"},
+                  {"kty": "RSA", "use": "enc", "n": "AQAB", "e": "AQAB", "kid": "enc"},
+                  {"kty": "RSA", "n": "!!!", "e": "AQAB", "kid": "bad-b64"}]})}),
+    "jwks_deep_json": ("status", {"status": 200, "body": '{"keys":' + "[" * 10000 + "]" * 10000 + "}"}),
+    "jwks_10_mib": ("huge", {"size": 10 << 20, "fill": b'{"keys":[',
+                             "content_type": "application/json"}),
+    "jwks_slower_than_timeout": ("slow", {"delay": 2.0}),
+    "jwks_connection_closed": ("refuse", {}),
+}
+
+
+@pytest.fixture(scope="module")
+def hostile_jwks(stack) -> Misbehaving:
+    with Misbehaving(upstream=stack.cfg.issuer_direct_url) as srv:
+        yield srv
+
+
+def jwks_variant(stack: Stack, guard: Guard, srv: Misbehaving, **jwks: int) -> None:
+    def edit(plugin: dict) -> None:
+        plugin["issuers"][0]["jwks"].update({
+            "cluster": "hostile_jwks", "path": "/jwks", "refresh_seconds": 10, "retry_seconds": 1,
+            "min_refetch_seconds": 1, "timeout_ms": 500, **jwks})
+
+    restart(stack, guard, plugin_overrides=edit, extra_clusters=[Stack.cluster("hostile_jwks", srv.port)],
+            wait_keys=False)
+
+
+def wait_status(stack: Stack, token: str, status: int, timeout: float) -> float:
+    """Polls a mint until it answers `status`; returns the seconds it took."""
+    t0 = time.monotonic()
+    last = None
+    while time.monotonic() - t0 < timeout:
+        last = mint(stack, token)
+        if last.status_code == status:
+            return time.monotonic() - t0
+        time.sleep(0.2)
+    raise AssertionError(f"no {status} within {timeout}s; last {last.status_code if last else None}: "
+                         f"{last.text if last else ''}")
+
+
+def jwks_failures(stack: Stack) -> int:
+    return stack.envoy_stats().get("wasmcustom.sts_gateway_jwks_fetches_failed", 0)
+
+
+@pytest.mark.parametrize("case", list(JWKS_CASES))
+def test_jwks_misbehaves(stack, guard, hostile_jwks, case):
+    """From Envoy's start: 503 with Retry-After while no key was ever fetched, 201 once the JWKS
+    answers; then the same misbehaviour on a refetch keeps the last good keys (201)."""
+    behavior, kw = JWKS_CASES[case]
+    token = stack.token("admin")
+    guard.secret(token)
+    try:
+        hostile_jwks.behave(behavior, **kw)
+        jwks_variant(stack, guard, hostile_jwks)
+        deadline = time.monotonic() + 5
+        while jwks_failures(stack) < 1 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert jwks_failures(stack) >= 1, "the first fetch did not fail"
+        r = mint(stack, token)
+        assert_problem(r, 503)
+        assert r.headers["retry-after"].isdigit()
+        hostile_jwks.behave("proxy")
+        took = wait_status(stack, token, 201, timeout=10)
+        assert took < 5, took  # retry_seconds 1
+        # Keys known: a misbehaving refetch (forced by an unknown kid, at most once per
+        # min_refetch_seconds 1) changes nothing for callers: the last good keys stay.
+        hostile_jwks.behave(behavior, **kw)
+        before = jwks_failures(stack)
+        for _ in range(2):
+            time.sleep(1.2)
+            assert_invalid_token(mint(stack, stack.control_token("admin", unpublished=True)))
+            assert mint(stack, token).status_code == 201
+        deadline = time.monotonic() + 5
+        while jwks_failures(stack) < before + 2 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert jwks_failures(stack) >= before + 2, "the filter did not refetch the JWKS"
+        assert mint(stack, token).status_code == 201
+    finally:
+        hostile_jwks.behave("proxy")
+
+
+def test_jwks_over_max_bytes_is_refused(stack, guard, hostile_jwks):
+    """A real JWKS padded past jwks.max_bytes (here 4 KiB) is refused although it is valid JSON."""
+    token = stack.token("admin")
+    guard.secret(token)
+    padded = dict(stack.jwks(), padding="x" * 8192)
+    hostile_jwks.behave("status", status=200, body=json.dumps(padded), content_type="application/json")
+    jwks_variant(stack, guard, hostile_jwks, max_bytes=4096)
+    assert_problem(mint(stack, token), 503)
+    hostile_jwks.behave("status", status=200, body=json.dumps(stack.jwks()), content_type="application/json")
+    wait_status(stack, token, 201, timeout=10)
+    hostile_jwks.behave("proxy")
+
+
+def test_issuer_down_when_envoy_starts_then_up(stack, guard):
+    old_token = stack.token("admin")
+    guard.secret(old_token)
+    stack.stop_issuer()
+    restart(stack, guard, plugin_overrides=lambda p: p["issuers"][0]["jwks"].update(retry_seconds=1),
+            wait_keys=False)
+    r = mint(stack, old_token)
+    assert_problem(r, 503)
+    assert r.headers["retry-after"].isdigit()
+    assert "not available" in r.json()["detail"]
+    stack.start_issuer()  # with new keys
+    token = stack.token("admin")
+    guard.secret(token)
+    took = wait_status(stack, token, 201, timeout=10)
+    assert took < 5, took
+    assert_invalid_token(mint(stack, old_token))  # its key is gone with the old issuer
+
+
+def test_keys_rotated_while_traffic_runs(stack, guard):
+    """Old kid gone, new kid present, with 4 clients minting all along: every request signed by a
+    key the issuer publishes gets 201; the old kid's tokens get 401 once the filter refetched."""
+    restart(stack, guard, plugin_overrides=lambda p: p["issuers"][0]["jwks"].update(min_refetch_seconds=1))
+    state = {"token": stack.token("admin"), "published": {current_kid(stack)}}
+    guard.secret(state["token"])
+    results: list[tuple[str, bool, int]] = []
+    stop = threading.Event()
+    lock = threading.Lock()
+
+    def client() -> None:
+        deadline = time.monotonic() + 30
+        while not stop.is_set() and time.monotonic() < deadline:
+            with lock:
+                token = state["token"]
+            kid = jose_header(token)["kid"]
+            r = mint(stack, token, via="http")
+            with lock:
+                results.append((kid, kid in state["published"], r.status_code))
+
+    threads = [threading.Thread(target=client) for _ in range(4)]
+    for t in threads:
+        t.start()
+    try:
+        time.sleep(1.0)
+        old_kid = current_kid(stack)
+        with lock:
+            new_kid = stack.rotate_keys(keep_old=False)
+            state["published"] = {new_kid}
+            state["token"] = stack.control_token("admin")
+            old_token = stack.control_token("admin", kid=old_kid)
+        guard.secret(state["token"], old_token)
+        time.sleep(2.0)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(timeout=20)
+    assert sum(1 for kid, _, _ in results if kid == new_kid) > 10, results[-5:]
+    assert {st for _, _, st in results} <= {201, 401}, sorted({st for _, _, st in results})
+    assert mint(stack, old_token).status_code == 401
+    bad = [(i, kid[:8], st) for i, (kid, published, st) in enumerate(results) if published and st != 201]
+    # Every refusal of a published key must be the known race below, right at the switch.
+    first_new = next(i for i, (kid, _, _) in enumerate(results) if kid == new_kid)
+    assert all(kid == new_kid[:8] and i - first_new < 50 for i, kid, _ in bad), bad
+    if bad:
+        # Known filter bug (reported, issue 5): while one request's unknown-kid refetch is in
+        # flight, a concurrent request with the same new kid cannot claim a refetch
+        # (jwks_store::claim_refetch: lease held) and gets 401 instead of waiting for the fetch.
+        pytest.xfail(f"{len(bad)} of {len(results)} requests with the new, published kid got 401 "
+                     "during the in-flight refetch (concurrent unknown-kid race)")
+
+
+# --------------------------------------------------------------------------- the log, flushed
+
+
+def flushed_log(stack: Stack) -> str:
+    """This module's part of envoy.log after a restart (Envoy flushes its access log on exit)."""
+    assert LOG_START, "run with the other cases of this module"
+    stack.restart_envoy()
+    with open(stack.envoy_log_path, "rb") as f:
+        f.seek(LOG_START[0])
+        return f.read().decode("utf-8", "replace")
+
+
+@pytest.mark.xfail(strict=True, reason="envoy/ (issue 6): the access log format prints the path with "
+                   "its query string, so a token a client puts in ?access_token= lands in the log; "
+                   "fix: %REQ_WITHOUT_QUERY(X-ENVOY-ORIGINAL-PATH?:PATH)% in the access log format")
+def test_zz_query_token_not_in_the_access_log(stack):
+    assert QUERY_SECRETS, "run with test_token_in_the_query_is_ignored"
+    text = flushed_log(stack)
+    assert not [s for s in QUERY_SECRETS if s in text], "a token sent in the query string is in Envoy's log"
+
+
+def test_zz_no_secret_in_the_flushed_log(stack):
+    """Envoy's access log is flushed lazily: restart Envoy (it flushes on exit), then grep the
+    whole log of this module's run for every secret the cases used."""
+    assert ALL_SECRETS, "run with the other cases of this module"
+    text = flushed_log(stack)
+    leaked = [s[:8] for s in ALL_SECRETS if s in text]
+    assert not leaked, f"{len(leaked)} secret(s) in Envoy's log, e.g. starting {leaked[:5]}"
+    for marker in VM_FAILURE_MARKERS:
+        assert marker not in text, marker
