@@ -11,18 +11,21 @@ use proxy_wasm::types::{Action, ContextType, LogLevel};
 
 use crate::config::Config;
 use crate::error::{Answer, Error};
-use crate::flow::{Callout, CalloutResult, Step, Worker};
+use crate::flow::{Callout, CalloutResult, Step, StsCall, Worker};
 use crate::jwks_store::SharedStore;
 use crate::metrics::Metrics;
 
 proxy_wasm::main! {{
     proxy_wasm::set_log_level(LogLevel::Info);
-    proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(Root::default()) });
+    proxy_wasm::set_root_context(|id| -> Box<dyn RootContext> {
+        Box::new(Root { id, ..Root::default() })
+    });
 }}
 
-/// Short enough that a JWKS outage at start-up is retried promptly; a tick costs one
-/// small shared-data read per source.
-const TICK: Duration = Duration::from_millis(500);
+/// Short, because a tick also resumes requests parked while another request's JWKS refetch
+/// runs, and retries a JWKS outage at start-up promptly; a tick costs two small shared-data
+/// reads per source.
+const TICK: Duration = Duration::from_millis(100);
 
 struct HostShared;
 
@@ -74,16 +77,6 @@ fn callout_body(size: usize, max: usize) -> Option<Vec<u8>> {
         .map(Option::unwrap_or_default)
 }
 
-#[derive(Default)]
-struct Root {
-    worker: Option<Rc<RefCell<Worker>>>,
-    metrics: Rc<Metrics>,
-    /// In-flight JWKS fetches: callout token → source index.
-    fetches: HashMap<u32, usize>,
-    /// Gauge of this VM's linear memory, for capacity planning (`make bench` reports it).
-    vm_memory: Option<u32>,
-}
-
 fn vm_memory_bytes() -> u64 {
     #[cfg(target_arch = "wasm32")]
     {
@@ -93,6 +86,208 @@ fn vm_memory_bytes() -> u64 {
     {
         0
     }
+}
+
+/// One token request, wherever it waits: in its own http context, or parked with the root.
+#[derive(Default)]
+struct Request {
+    id: u32,
+    headers: Vec<(String, String)>,
+    started_ms: u64,
+    sts: Option<StsCall>,
+}
+
+impl Request {
+    /// Distinct per request for the session-name suffix; no extra clock read.
+    fn unique(&self) -> u64 {
+        self.started_ms.wrapping_mul(1_000_003) ^ u64::from(self.id).rotate_left(40)
+    }
+
+    fn request_id(&self) -> &str {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == "x-request-id")
+            .map_or("-", |(_, v)| v.as_str())
+    }
+}
+
+/// A request waiting for a JWKS refetch that another request started.
+struct Parked {
+    req: Request,
+    generation: u64,
+    deadline_ms: u64,
+}
+
+type ParkedList = Rc<RefCell<Vec<Parked>>>;
+
+/// Where replies go: the current context, or (for requests the root resumes) the request's
+/// own stream, made effective only for the reply so callouts stay the root's.
+#[derive(Clone, Copy)]
+enum Via {
+    Own,
+    Root(u32),
+}
+
+impl Via {
+    fn reply(self, req: &Request, m: &Metrics, a: &Answer) {
+        if let Via::Root(_) = self {
+            if hostcalls::set_effective_context(req.id).is_err() {
+                return; // the client is gone
+            }
+        }
+        m.answered(a.reason);
+        let headers: Vec<(&str, &str)> = a.headers.iter().map(|(n, v)| (*n, v.as_str())).collect();
+        let _ = hostcalls::send_http_response(a.status, headers, Some(&a.body));
+        if let Via::Root(root) = self {
+            let _ = hostcalls::set_effective_context(root);
+        }
+    }
+}
+
+/// What became of a step.
+enum Next {
+    Continue,
+    Done,
+    Sts(u32),
+    Keys(Vec<(u32, usize)>),
+    Park,
+}
+
+/// Carries out one step of `flow` for `req`.
+fn act(w: &RefCell<Worker>, m: &Metrics, req: &mut Request, step: Step, via: Via) -> Next {
+    match step {
+        Step::Continue => Next::Continue,
+        Step::Reply(answer) => {
+            via.reply(req, m, &answer);
+            Next::Done
+        }
+        Step::AwaitKeys => Next::Park,
+        Step::FetchKeys(sources) => {
+            let mut pending = Vec::new();
+            {
+                let mut wb = w.borrow_mut();
+                for i in sources {
+                    match wb.jwks_callout(i).as_ref().map(dispatch) {
+                        Some(Ok(token)) => pending.push((token, i)),
+                        _ => jwks_done(&mut wb, m, i, None, None),
+                    }
+                }
+            }
+            if !pending.is_empty() {
+                return Next::Keys(pending);
+            }
+            let step =
+                w.borrow_mut()
+                    .mint(&HostShared, &req.headers, now_ms(), req.unique(), false);
+            act(w, m, req, step, via)
+        }
+        Step::CallSts(call) => {
+            let dispatched = dispatch(&call.callout);
+            if dispatched.is_err() {
+                log::error!(
+                    "sts-gateway: cannot dispatch to RGW cluster {:?}",
+                    call.callout.cluster
+                );
+            }
+            req.sts = Some(call);
+            match dispatched {
+                Ok(token) => Next::Sts(token),
+                Err(()) => {
+                    finish_sts(w, m, req, CalloutResult::DispatchFailed, via);
+                    Next::Done
+                }
+            }
+        }
+    }
+}
+
+/// The RGW callout's outcome, read in the callback of the context that made it.
+fn callout_result(num_headers: usize, body_size: usize) -> (Option<u16>, Vec<u8>) {
+    let status = if num_headers == 0 {
+        None
+    } else {
+        status_of_callout()
+    };
+    let body = match status {
+        Some(_) => callout_body(body_size, crate::sts_response::MAX_BODY_BYTES).unwrap_or_default(),
+        None => Vec::new(),
+    };
+    (status, body)
+}
+
+fn finish_sts(
+    w: &RefCell<Worker>,
+    m: &Metrics,
+    req: &Request,
+    result: CalloutResult<'_>,
+    via: Via,
+) {
+    let rgw_status = match &result {
+        CalloutResult::Answered { status, .. } => Some(*status),
+        _ => None,
+    };
+    let latency_ms = now_ms().saturating_sub(req.started_ms);
+    m.rgw_answer(rgw_status, latency_ms);
+    let outcome = w.borrow().sts_answered(result);
+    let answer = match &outcome {
+        Ok(a) => a.clone(),
+        Err(e) => w.borrow().answer(e),
+    };
+    if let Some(call) = &req.sts {
+        let reason = outcome.as_ref().err().map_or("minted", Error::reason);
+        log::info!(
+            "sts-gateway: mint caller={:?} session={} tenant={} status={} outcome={} rgw_status={} latency_ms={} request_id={:?}",
+            call.caller,
+            call.session,
+            call.tenant.as_deref().unwrap_or("-"),
+            answer.status,
+            reason,
+            rgw_status.map_or("-".to_string(), |s| s.to_string()),
+            latency_ms,
+            req.request_id()
+        );
+    }
+    via.reply(req, m, &answer);
+}
+
+fn answered<'a>(status: Option<u16>, body: &'a [u8], body_size: usize) -> CalloutResult<'a> {
+    match status {
+        None => CalloutResult::Reset,
+        Some(status) => CalloutResult::Answered {
+            status,
+            body,
+            body_size,
+        },
+    }
+}
+
+fn jwks_done(w: &mut Worker, m: &Metrics, i: usize, status: Option<u16>, body: Option<&[u8]>) {
+    match w.jwks_fetched(&HostShared, i, status, body, now_ms()) {
+        Ok(keys) => {
+            m.jwks_fetch(true);
+            log::info!("sts-gateway: JWKS source {i} fetched: {keys} signing key(s)");
+        }
+        Err(reason) => {
+            m.jwks_fetch(false);
+            let status = status.map_or("none".to_string(), |s| s.to_string());
+            log::warn!("sts-gateway: JWKS source {i} fetch failed (status {status}): {reason}; keeping the last good keys");
+        }
+    }
+}
+
+#[derive(Default)]
+struct Root {
+    id: u32,
+    worker: Option<Rc<RefCell<Worker>>>,
+    metrics: Rc<Metrics>,
+    /// In-flight JWKS fetches: callout token → source index.
+    fetches: HashMap<u32, usize>,
+    /// Requests waiting for keys another request is fetching (shared with the http contexts).
+    parked: ParkedList,
+    /// STS callouts the root made for resumed requests: callout token → request.
+    resumed: HashMap<u32, Request>,
+    /// Gauge of this VM's linear memory, for capacity planning (`make bench` reports it).
+    vm_memory: Option<u32>,
 }
 
 impl Root {
@@ -111,39 +306,65 @@ impl Root {
             }
         }
     }
-}
 
-fn jwks_done(w: &mut Worker, m: &Metrics, i: usize, status: Option<u16>, body: Option<&[u8]>) {
-    match w.jwks_fetched(&HostShared, i, status, body, now_ms()) {
-        Ok(keys) => {
-            m.jwks_fetch(true);
-            log::info!("sts-gateway: JWKS source {i} fetched: {keys} signing key(s)");
-        }
-        Err(reason) => {
-            m.jwks_fetch(false);
-            let status = status.map_or("none".to_string(), |s| s.to_string());
-            log::warn!("sts-gateway: JWKS source {i} fetch failed (status {status}): {reason}; keeping the last good keys");
+    /// Resumes parked requests once the keys changed or their wait ran out.
+    fn resume_parked(&mut self) {
+        let Some(worker) = self.worker.clone() else {
+            return;
+        };
+        let now = now_ms();
+        let generation = worker.borrow().keys_generation();
+        let due: Vec<Parked> = {
+            let mut parked = self.parked.borrow_mut();
+            let (due, waiting) = parked
+                .drain(..)
+                .partition(|p| p.generation != generation || now >= p.deadline_ms);
+            *parked = waiting;
+            due
+        };
+        for p in due {
+            let mut req = p.req;
+            let step =
+                worker
+                    .borrow_mut()
+                    .mint(&HostShared, &req.headers, now, req.unique(), false);
+            if let Next::Sts(token) =
+                act(&worker, &self.metrics, &mut req, step, Via::Root(self.id))
+            {
+                self.resumed.insert(token, req);
+            }
         }
     }
 }
 
 impl Context for Root {
-    fn on_http_call_response(&mut self, token: u32, _: usize, body_size: usize, _: usize) {
-        let Some(i) = self.fetches.remove(&token) else {
-            return;
-        };
+    fn on_http_call_response(
+        &mut self,
+        token: u32,
+        num_headers: usize,
+        body_size: usize,
+        _: usize,
+    ) {
         let Some(worker) = self.worker.clone() else {
             return;
         };
-        let mut w = worker.borrow_mut();
-        let body = callout_body(body_size, w.jwks_max_bytes(i));
-        jwks_done(
-            &mut w,
-            &self.metrics,
-            i,
-            status_of_callout(),
-            body.as_deref(),
-        );
+        if let Some(i) = self.fetches.remove(&token) {
+            let mut w = worker.borrow_mut();
+            let body = callout_body(body_size, w.jwks_max_bytes(i));
+            jwks_done(
+                &mut w,
+                &self.metrics,
+                i,
+                status_of_callout(),
+                body.as_deref(),
+            );
+            drop(w);
+            self.resume_parked();
+        } else if let Some(req) = self.resumed.remove(&token) {
+            let (status, body) = callout_result(num_headers, body_size);
+            let result = answered(status, &body, body_size);
+            finish_sts(&worker, &self.metrics, &req, result, Via::Root(self.id));
+        }
     }
 }
 
@@ -177,6 +398,7 @@ impl RootContext for Root {
 
     fn on_tick(&mut self) {
         self.refresh();
+        self.resume_parked();
         if let Some(id) = self.vm_memory {
             let _ = hostcalls::record_metric(id, vm_memory_bytes());
         }
@@ -190,130 +412,55 @@ impl RootContext for Root {
         let worker = self.worker.clone()?;
         let config = worker.borrow().config.clone();
         Some(Box::new(Http {
-            id,
             config,
             worker,
             metrics: self.metrics.clone(),
-            headers: Vec::new(),
+            parked: self.parked.clone(),
+            req: Request {
+                id,
+                ..Request::default()
+            },
             key_fetches: HashMap::new(),
-            sts: None,
-            started_ms: 0,
+            sts_token: None,
         }))
     }
 }
 
 struct Http {
-    id: u32,
     config: Rc<Config>,
     worker: Rc<RefCell<Worker>>,
     metrics: Rc<Metrics>,
-    headers: Vec<(String, String)>,
+    parked: ParkedList,
+    req: Request,
     /// Unknown-`kid` refetches this request waits for: callout token → source index.
     key_fetches: HashMap<u32, usize>,
-    /// The STS callout in flight and what the access log says about it.
-    sts: Option<(u32, crate::flow::StsCall)>,
-    started_ms: u64,
+    sts_token: Option<u32>,
 }
 
 impl Http {
-    /// Distinct per request for the session-name suffix; no extra clock read.
-    fn unique(&self) -> u64 {
-        self.started_ms.wrapping_mul(1_000_003) ^ u64::from(self.id).rotate_left(40)
-    }
-
-    fn run(&mut self, step: Step) -> Action {
-        match step {
-            Step::Continue => Action::Continue,
-            Step::Reply(answer) => {
-                self.reply(&answer);
+    fn handle(&mut self, step: Step) -> Action {
+        match act(&self.worker, &self.metrics, &mut self.req, step, Via::Own) {
+            Next::Continue => Action::Continue,
+            Next::Done => Action::Pause,
+            Next::Sts(token) => {
+                self.sts_token = Some(token);
                 Action::Pause
             }
-            Step::FetchKeys(sources) => {
-                let w = self.worker.clone();
-                let mut w = w.borrow_mut();
-                for i in sources {
-                    match w.jwks_callout(i).as_ref().map(dispatch) {
-                        Some(Ok(token)) => {
-                            self.key_fetches.insert(token, i);
-                        }
-                        _ => jwks_done(&mut w, &self.metrics, i, None, None),
-                    }
-                }
-                drop(w);
-                if self.key_fetches.is_empty() {
-                    return self.mint_again();
-                }
+            Next::Keys(pending) => {
+                self.key_fetches.extend(pending);
                 Action::Pause
             }
-            Step::CallSts(call) => match dispatch(&call.callout) {
-                Ok(token) => {
-                    self.sts = Some((token, call));
-                    Action::Pause
-                }
-                Err(()) => {
-                    log::error!(
-                        "sts-gateway: cannot dispatch to RGW cluster {:?}",
-                        call.callout.cluster
-                    );
-                    self.sts = Some((0, call));
-                    self.finish_sts(CalloutResult::DispatchFailed);
-                    Action::Pause
-                }
-            },
+            Next::Park => {
+                let w = self.worker.borrow();
+                let req = std::mem::take(&mut self.req);
+                self.parked.borrow_mut().push(Parked {
+                    generation: w.keys_generation(),
+                    deadline_ms: req.started_ms.saturating_add(w.max_wait_ms()),
+                    req,
+                });
+                Action::Pause
+            }
         }
-    }
-
-    fn mint_again(&mut self) -> Action {
-        let unique = self.unique();
-        let step =
-            self.worker
-                .borrow_mut()
-                .mint(&HostShared, &self.headers, now_ms(), unique, false);
-        self.run(step)
-    }
-
-    fn reply(&mut self, answer: &Answer) {
-        self.metrics.answered(answer.reason);
-        let headers: Vec<(&str, &str)> = answer
-            .headers
-            .iter()
-            .map(|(n, v)| (*n, v.as_str()))
-            .collect();
-        self.send_http_response(answer.status, headers, Some(&answer.body));
-    }
-
-    fn finish_sts(&mut self, result: CalloutResult<'_>) {
-        let rgw_status = match &result {
-            CalloutResult::Answered { status, .. } => Some(*status),
-            _ => None,
-        };
-        let latency_ms = now_ms().saturating_sub(self.started_ms);
-        self.metrics.rgw_answer(rgw_status, latency_ms);
-        let outcome = self.worker.borrow().sts_answered(result);
-        let answer = match &outcome {
-            Ok(a) => a.clone(),
-            Err(e) => self.worker.borrow().answer(e),
-        };
-        if let Some((_, call)) = &self.sts {
-            let request_id = self
-                .headers
-                .iter()
-                .find(|(n, _)| n == "x-request-id")
-                .map_or("-", |(_, v)| v.as_str());
-            let reason = outcome.as_ref().err().map_or("minted", Error::reason);
-            log::info!(
-                "sts-gateway: mint caller={:?} session={} tenant={} status={} outcome={} rgw_status={} latency_ms={} request_id={:?}",
-                call.caller,
-                call.session,
-                call.tenant.as_deref().unwrap_or("-"),
-                answer.status,
-                reason,
-                rgw_status.map_or("-".to_string(), |s| s.to_string()),
-                latency_ms,
-                request_id
-            );
-        }
-        self.reply(&answer);
     }
 }
 
@@ -326,43 +473,34 @@ impl Context for Http {
         _: usize,
     ) {
         if let Some(i) = self.key_fetches.remove(&token) {
-            let w = self.worker.clone();
-            let mut w = w.borrow_mut();
-            let body = callout_body(body_size, w.jwks_max_bytes(i));
-            jwks_done(
-                &mut w,
-                &self.metrics,
-                i,
-                status_of_callout(),
-                body.as_deref(),
-            );
-            drop(w);
+            {
+                let mut w = self.worker.borrow_mut();
+                let body = callout_body(body_size, w.jwks_max_bytes(i));
+                jwks_done(
+                    &mut w,
+                    &self.metrics,
+                    i,
+                    status_of_callout(),
+                    body.as_deref(),
+                );
+            }
             if self.key_fetches.is_empty() {
-                let action = self.mint_again();
-                if matches!(action, Action::Continue) {
+                let step = self.worker.borrow_mut().mint(
+                    &HostShared,
+                    &self.req.headers,
+                    now_ms(),
+                    self.req.unique(),
+                    false,
+                );
+                if let Action::Continue = self.handle(step) {
                     self.resume_http_request();
                 }
             }
-            return;
+        } else if self.sts_token == Some(token) {
+            let (status, body) = callout_result(num_headers, body_size);
+            let result = answered(status, &body, body_size);
+            finish_sts(&self.worker, &self.metrics, &self.req, result, Via::Own);
         }
-        if !matches!(&self.sts, Some((t, _)) if *t == token) {
-            return;
-        }
-        let status = status_of_callout();
-        let result = match status {
-            None if num_headers == 0 => CalloutResult::Reset,
-            None => CalloutResult::Reset,
-            Some(status) => {
-                let body = callout_body(body_size, crate::sts_response::MAX_BODY_BYTES);
-                let body = body.unwrap_or_default();
-                return self.finish_sts(CalloutResult::Answered {
-                    status,
-                    body: &body,
-                    body_size,
-                });
-            }
-        };
-        self.finish_sts(result);
     }
 }
 
@@ -373,15 +511,14 @@ impl HttpContext for Http {
         if !path.starts_with(&self.config.prefix) {
             return Action::Continue;
         }
-        self.started_ms = now_ms();
-        self.headers = self.get_http_request_headers();
-        let unique = self.unique();
+        self.req.started_ms = now_ms();
+        self.req.headers = self.get_http_request_headers();
         let step = self.worker.borrow_mut().on_request(
             &HostShared,
-            &self.headers,
-            self.started_ms,
-            unique,
+            &self.req.headers,
+            self.req.started_ms,
+            self.req.unique(),
         );
-        self.run(step)
+        self.handle(step)
     }
 }

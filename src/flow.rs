@@ -28,6 +28,9 @@ pub enum Step {
     Reply(Answer),
     /// Refetch these JWKS sources (already claimed), then call [`Worker::mint`] again.
     FetchKeys(Vec<usize>),
+    /// Another request's refetch is in flight: park this one until the keys change (or the
+    /// fetch's lease ends), then call [`Worker::mint`] again with `may_refetch` false.
+    AwaitKeys,
     /// Send this callout to RGW.
     CallSts(StsCall),
 }
@@ -110,6 +113,19 @@ impl Worker {
             source_cfgs,
             source_keys,
         }
+    }
+
+    /// Changes whenever any source's keys change: parked requests compare it.
+    pub fn keys_generation(&self) -> u64 {
+        self.versions.iter().fold(0u64, |a, v| a.wrapping_add(*v))
+    }
+
+    /// How long a parked request may wait for another VM's fetch: the longest lease.
+    pub fn max_wait_ms(&self) -> u64 {
+        (0..self.source_count())
+            .map(|i| self.timing(i).lease_ms)
+            .max()
+            .unwrap_or(1000)
     }
 
     pub fn source_count(&self) -> usize {
@@ -307,12 +323,18 @@ impl Worker {
                 } else {
                     Vec::new()
                 };
-                if claimed.is_empty() {
-                    return Err(Error::InvalidToken(
-                        "signing key (kid) not published by the issuer",
-                    ));
+                if !claimed.is_empty() {
+                    return Ok(Step::FetchKeys(claimed));
                 }
-                return Ok(Step::FetchKeys(claimed));
+                let in_flight = may_refetch
+                    && (0..self.source_count())
+                        .any(|i| self.store(store, i).fetch_in_flight(now_ms));
+                if in_flight {
+                    return Ok(Step::AwaitKeys);
+                }
+                return Err(Error::InvalidToken(
+                    "signing key (kid) not published by the issuer",
+                ));
             }
         };
         let tenant = headers
@@ -629,8 +651,14 @@ mod tests {
             panic!("{step:?}")
         };
         assert_eq!(sources, vec![0]);
-        // A second request meanwhile does not trigger another fetch.
-        assert_eq!(status(&w.on_request(&shared, &h, later, 1)), 401);
+        // A second request meanwhile does not trigger another fetch: it waits for this one.
+        assert!(matches!(
+            w.on_request(&shared, &h, later, 1),
+            Step::AwaitKeys
+        ));
+        // Waiting ends in a verdict, never another wait or fetch.
+        assert_eq!(status(&w.mint(&shared, &h, later, 1, false)), 401);
+        let generation = w.keys_generation();
         w.jwks_fetched(
             &shared,
             0,
@@ -639,6 +667,11 @@ mod tests {
             later,
         )
         .unwrap();
+        assert_ne!(
+            w.keys_generation(),
+            generation,
+            "parked requests see the change"
+        );
         assert_eq!(status(&w.mint(&shared, &h, later, 1, false)), 0);
         // The old key left the JWKS: its token is refused, and no refetch happens right away.
         let old = token_for("admin", &["admin"], "sig-1", 0);

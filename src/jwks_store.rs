@@ -19,15 +19,19 @@ pub struct Meta {
     pub version: u64,
     pub fetched_ok_ms: u64,
     pub next_attempt_ms: u64,
+    /// While a fetch runs: when its lease ends; 0 when no fetch is in flight.
+    pub lease_until_ms: u64,
 }
 
 impl Meta {
-    fn encode(&self) -> [u8; 24] {
-        let mut out = [0u8; 24];
-        for (chunk, v) in
-            out.chunks_exact_mut(8)
-                .zip([self.version, self.fetched_ok_ms, self.next_attempt_ms])
-        {
+    fn encode(&self) -> [u8; 32] {
+        let mut out = [0u8; 32];
+        for (chunk, v) in out.chunks_exact_mut(8).zip([
+            self.version,
+            self.fetched_ok_ms,
+            self.next_attempt_ms,
+            self.lease_until_ms,
+        ]) {
             chunk.copy_from_slice(&v.to_be_bytes());
         }
         out
@@ -41,6 +45,7 @@ impl Meta {
             version: words.next().unwrap_or(0),
             fetched_ok_ms: words.next().unwrap_or(0),
             next_attempt_ms: words.next().unwrap_or(0),
+            lease_until_ms: words.next().unwrap_or(0),
         }
     }
 }
@@ -112,6 +117,7 @@ impl<S: SharedStore> JwksStore<'_, S> {
         }
         let claimed = Meta {
             next_attempt_ms: now_ms.saturating_add(t.lease_ms),
+            lease_until_ms: now_ms.saturating_add(t.lease_ms),
             ..meta
         };
         // Envoy treats cas 0 (no entry yet) as unconditional: at start-up two VMs may both
@@ -126,6 +132,7 @@ impl<S: SharedStore> JwksStore<'_, S> {
             version: m.version.wrapping_add(1).max(1),
             fetched_ok_ms: now_ms,
             next_attempt_ms: now_ms.saturating_add(t.refresh_ms),
+            lease_until_ms: 0,
         })
         .version
     }
@@ -133,8 +140,14 @@ impl<S: SharedStore> JwksStore<'_, S> {
     pub fn record_failure(&self, now_ms: u64, t: &Timing) {
         self.update(|m| Meta {
             next_attempt_ms: now_ms.saturating_add(t.retry_ms),
+            lease_until_ms: 0,
             ..*m
         });
+    }
+
+    /// Some VM is fetching this source right now: a request missing a key may wait for it.
+    pub fn fetch_in_flight(&self, now_ms: u64) -> bool {
+        self.meta().0.lease_until_ms > now_ms
     }
 
     fn update(&self, f: impl Fn(&Meta) -> Meta) -> Meta {
@@ -266,6 +279,7 @@ pub(crate) mod tests {
             "lease held by the first refetch"
         );
         s.record_success(b"doc2", 31_050, &T);
+        assert!(!s.fetch_in_flight(31_051));
         assert!(!s.claim_refetch(40_000, &T));
         assert!(s.claim_refetch(61_050, &T));
         // After a failure the retry delay also holds back refetches.
@@ -280,6 +294,7 @@ pub(crate) mod tests {
             version: 7,
             fetched_ok_ms: 8,
             next_attempt_ms: 9,
+            lease_until_ms: 10,
         };
         assert_eq!(Meta::decode(&m.encode()), m);
         assert_eq!(Meta::decode(b"xx"), Meta::default());

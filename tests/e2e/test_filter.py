@@ -219,3 +219,81 @@ def test_session_name_names_the_caller(stack):
     time.sleep(0.3)
     lines = [l for l in stack.envoy_log().splitlines() if "sts-gateway: mint" in l]
     assert any('caller="testuser"' in l and "session=testuser-" in l and "status=201" in l for l in lines), lines[-5:]
+
+
+class DelayProxy:
+    """A loopback TCP relay that holds every chunk from Envoy for `delay` seconds before passing
+    it to the real issuer: it widens the window in which a JWKS refetch is in flight."""
+
+    def __init__(self, target_port: int, delay: float):
+        import socket
+        import threading
+
+        self.target_port, self.delay = target_port, delay
+        self.srv = socket.create_server(("127.0.0.1", 0))
+        self.port = self.srv.getsockname()[1]
+        self.threading = threading
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        import socket
+
+        while True:
+            try:
+                client, _ = self.srv.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection(("127.0.0.1", self.target_port))
+            for src, dst, delay in ((client, upstream, self.delay), (upstream, client, 0)):
+                self.threading.Thread(target=self._pipe, args=(src, dst, delay), daemon=True).start()
+
+    @staticmethod
+    def _pipe(src, dst, delay):
+        try:
+            while chunk := src.recv(65536):
+                time.sleep(delay)
+                dst.sendall(chunk)
+        except OSError:
+            pass
+        finally:
+            for s in (src, dst):
+                try:
+                    s.close()
+                except OSError:
+                    pass
+
+    def close(self):
+        self.srv.close()
+
+
+def test_key_rotation_concurrent_requests_wait_for_one_refetch(stack):
+    """Keycloak publishes a new key and signs with it at once: the first request with the new
+    kid refetches the JWKS (slowed to 0.4 s here), the ones arriving meanwhile wait for that
+    fetch instead of failing, and all of them mint. One refetch serves them all."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    proxy = DelayProxy(stack.cfg.ports["issuer"], delay=0.4)
+
+    def slow_refetch(plugin):
+        plugin["issuers"][0]["jwks"].update(cluster="slow_keycloak", min_refetch_seconds=1)
+        return plugin
+
+    try:
+        stack.restart_envoy(plugin_overrides=slow_refetch,
+                            extra_clusters=[stack.cluster("slow_keycloak", proxy.port)])
+        time.sleep(1.2)  # past min_refetch_seconds since the start-up fetch
+        fetched = stack.envoy_stats().get("wasmcustom.sts_gateway_jwks_fetches_ok", 0)
+        new_kid = stack.rotate_keys(keep_old=True)
+        token = stack.control_token(username="admin", kid=new_kid)
+        started = time.monotonic()
+        with ThreadPoolExecutor(24) as pool:
+            statuses = list(pool.map(lambda _: mint(stack, token, via="http").status_code, range(48)))
+        elapsed = time.monotonic() - started
+        assert statuses == [201] * 48, statuses
+        assert elapsed >= 0.4, "the requests did not wait for the slowed refetch"
+        time.sleep(0.3)
+        refetches = stack.envoy_stats().get("wasmcustom.sts_gateway_jwks_fetches_ok", 0) - fetched
+        assert refetches == 1, refetches
+        assert "panicked" not in stack.envoy_log()
+    finally:
+        proxy.close()
