@@ -36,7 +36,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 TOKEN_USER := $(if $(filter command line,$(origin USER)),$(USER),admin)
 
 .PHONY: help deps deps-apt deps-node deps-rust deps-python deps-npm build up down status env token run \
-        test unit e2e manifests release bench clean
+        test unit e2e manifests release bench clean fuzz fuzz-smoke load load-short
 
 help:
 	@sed -n '2,11p' Makefile | sed 's/^# \{0,1\}//'
@@ -147,7 +147,7 @@ run: deps build
 
 # ---------------------------------------------------------------- tests
 
-test: deps unit build e2e
+test: deps unit fuzz-smoke build e2e load-short
 
 unit:
 	cargo test
@@ -161,6 +161,49 @@ e2e: deps build
 # target/bench/summary.json. BENCH_CONNECTIONS, BENCH_RUNS, BENCH_SECONDS tune it.
 bench: deps build
 	$(VENV_PY) tests/bench/bench.py
+
+# Hardening (issue 5). Fuzzing: cargo-fuzz crate in tests/fuzz (targets token, jwks, sts_xml,
+# config); libFuzzer writes new inputs to target/fuzz-corpus/<t>, the committed seeds in
+# tests/fuzz/corpus/<t> are only read. FUZZ_SECONDS per target (default 600), FUZZ_TARGETS.
+FUZZ_TARGETS ?= token jwks sts_xml config
+FUZZ_SECONDS ?= 600
+FUZZ_SMOKE_SECONDS ?= 10
+FUZZ_RUN = cargo +nightly fuzz run --fuzz-dir tests/fuzz --features fuzzing -O -s none
+fuzz:
+	@command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
+	@for t in $(FUZZ_TARGETS); do \
+	  mkdir -p target/fuzz-corpus/$$t; echo "fuzz: $$t for $(FUZZ_SECONDS)s"; \
+	  $(FUZZ_RUN) $$t target/fuzz-corpus/$$t tests/fuzz/corpus/$$t -- \
+	    -max_total_time=$(FUZZ_SECONDS) -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 2>&1 \
+	    | grep -E '^(stat::|Done|==|SUMMARY|.*(panicked|crash|deadly))' || exit 1; \
+	done
+
+# make test's smoke: the committed corpus through every target as a stable `cargo test`; plus
+# FUZZ_SMOKE_SECONDS of real fuzzing per target when cargo-fuzz and nightly are installed.
+fuzz-smoke:
+	cargo test -q --manifest-path tests/fuzz/Cargo.toml
+	@if command -v cargo-fuzz >/dev/null && rustup toolchain list | grep -q '^nightly'; then \
+	  for t in $(FUZZ_TARGETS); do \
+	    mkdir -p target/fuzz-corpus/$$t; \
+	    $(FUZZ_RUN) $$t target/fuzz-corpus/$$t tests/fuzz/corpus/$$t -- \
+	      -max_total_time=$(FUZZ_SMOKE_SECONDS) -timeout=10 -print_final_stats=1 2>&1 \
+	      | grep -E '^(stat::number_of_executed_units|==|SUMMARY|.*(panicked|deadly))' || exit 1; \
+	  done; \
+	else echo "fuzz-smoke: cargo-fuzz or nightly missing: corpus replay only (make fuzz installs cargo-fuzz)"; fi
+
+# Load: LOAD_REQUESTS mints over LOAD_CONNECTIONS keep-alive connections on the test stack, with a
+# JWKS key rotation in the middle; summary in target/load/summary.json.
+LOAD_REQUESTS ?= 20000
+LOAD_CONNECTIONS ?= 64
+load: deps build
+	@trap '$(VENV_PY) tests/stack/stack.py --test down >/dev/null 2>&1 || true' EXIT; \
+	$(VENV_PY) tests/load/load.py --requests $(LOAD_REQUESTS) --connections $(LOAD_CONNECTIONS) \
+	  --max-seconds 300 --json target/load/summary.json
+
+load-short: deps build
+	@trap '$(VENV_PY) tests/stack/stack.py --test down >/dev/null 2>&1 || true' EXIT; \
+	$(VENV_PY) tests/load/load.py --requests 2000 --connections 64 --max-seconds 60 \
+	  --json target/load/summary-short.json
 
 clean: down
 	@$(if $(wildcard $(VENV_PY)),$(VENV_PY),python3) tests/stack/stack.py --test down

@@ -1,0 +1,233 @@
+//! The fuzz targets of sts-gateway as plain functions, so `cargo fuzz` (fuzz_targets/) and a
+//! stable `cargo test` replay of the committed corpus (`make test`'s smoke) run the same code.
+//!
+//! Every function must return normally for every input: a panic, an abort, an overflow or a
+//! timeout is a crash.
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::sync::OnceLock;
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use jwt_simple::algorithms::RS256KeyPair;
+use sts_gateway::config::Config;
+use sts_gateway::flow::{CalloutResult, Step, Worker};
+use sts_gateway::jwks::KeySet;
+use sts_gateway::jwks_store::SharedStore;
+
+pub const ISSUER: &str = "https://api-gw-service-nmn.local/keycloak/realms/shasta";
+/// 2027-01-15: the fixed "now" of the token target.
+pub const NOW_MS: u64 = 1_800_000_000_000;
+const KEY_PEM: &str = include_str!("fuzz_key.pem");
+
+/// A minimal in-memory shared-data store (Envoy's get/set with compare-and-swap).
+#[derive(Default)]
+pub struct Shared(RefCell<HashMap<String, (Vec<u8>, u32)>>);
+
+impl SharedStore for Shared {
+    fn get(&self, key: &str) -> (Option<Vec<u8>>, Option<u32>) {
+        match self.0.borrow().get(key) {
+            Some((v, cas)) => (Some(v.clone()), Some(*cas)),
+            None => (None, None),
+        }
+    }
+    fn set(&self, key: &str, value: &[u8], cas: Option<u32>) -> bool {
+        let mut m = self.0.borrow_mut();
+        let current = m.get(key).map(|(_, c)| *c);
+        if let (Some(want), Some(have)) = (cas, current) {
+            if want != 0 && want != have {
+                return false;
+            }
+        }
+        let next = current.unwrap_or(0).wrapping_add(1);
+        m.insert(key.to_string(), (value.to_vec(), next));
+        true
+    }
+}
+
+fn keypair() -> &'static RS256KeyPair {
+    static KP: OnceLock<RS256KeyPair> = OnceLock::new();
+    KP.get_or_init(|| {
+        RS256KeyPair::from_pem(KEY_PEM)
+            .expect("fuzz key")
+            .with_key_id("fuzz-1")
+    })
+}
+
+/// The fixed key set: the fuzz key (`use: sig`), plus a `use: enc` key, as Keycloak publishes.
+pub fn jwks_doc() -> String {
+    let c = keypair().public_key().to_components();
+    let n = URL_SAFE_NO_PAD.encode(&c.n);
+    let e = URL_SAFE_NO_PAD.encode(&c.e);
+    serde_json::json!({"keys": [
+        {"kty": "RSA", "use": "sig", "alg": "RS256", "kid": "fuzz-1", "n": n, "e": e},
+        {"kty": "RSA", "use": "enc", "alg": "RSA-OAEP", "kid": "enc-1", "n": n, "e": e},
+    ]})
+    .to_string()
+}
+
+pub fn config_json() -> String {
+    serde_json::json!({
+        "issuers": [{"issuer": ISSUER, "jwks": {"cluster": "keycloak", "authority": "kc", "path": "/jwks"}}],
+        "rgw": {"cluster": "rgw", "authority": "rgw:8080", "endpoint_url": "http://rgw:8080",
+                "role_arn": "arn:aws:iam:::user/STS", "access_key_id": "AKID",
+                "secret_access_key": "SECRETSECRETSECRETSECRET"},
+        "token_cache_entries": 8
+    })
+    .to_string()
+}
+
+fn worker(shared: &Shared) -> Worker {
+    let config = Config::parse(config_json().as_bytes(), &|_| None).expect("fuzz config");
+    let mut w = Worker::new(config);
+    w.jwks_fetched(shared, 0, Some(200), Some(jwks_doc().as_bytes()), NOW_MS)
+        .expect("fuzz jwks");
+    w
+}
+
+/// Signs `header.payload` (arbitrary bytes, base64url-encoded here) with the published key.
+pub fn sign(header: &[u8], payload: &[u8]) -> String {
+    let input = format!("{}.{}", URL_SAFE_NO_PAD.encode(header), URL_SAFE_NO_PAD.encode(payload));
+    thread_local! {
+        static PKEY: superboring::pkey::PKey<superboring::pkey::Private> = {
+            let der = keypair().to_der().expect("der");
+            let key = superboring::rsa::Rsa::private_key_from_der(&der).expect("rsa");
+            superboring::pkey::PKey::from_rsa(key).expect("pkey")
+        };
+    }
+    PKEY.with(|pkey| sign_with(pkey, &input))
+}
+
+fn sign_with(pkey: &superboring::pkey::PKey<superboring::pkey::Private>, input: &str) -> String {
+    let mut signer =
+        superboring::sign::Signer::new(superboring::hash::MessageDigest::sha256(), pkey)
+            .expect("signer");
+    signer
+        .set_rsa_padding(superboring::rsa::Padding::PKCS1)
+        .expect("padding");
+    signer.update(input.as_bytes()).expect("update");
+    format!("{input}.{}", URL_SAFE_NO_PAD.encode(signer.sign_to_vec().expect("sign")))
+}
+
+/// Token target. First byte selects the shape:
+/// - even: the rest is the `Authorization` header value as sent (extract + verify + authorize);
+/// - odd: the rest is `header \xff claims`, signed here with the published key, so the
+///   claims parser, claim checks and authorization see arbitrary JSON behind a valid signature.
+///
+/// Both go through `Worker::on_request` (route, extract, verify, token cache, authorize, the
+/// signed STS request), twice (the second hits the cache), then `Worker::sts_answered`.
+pub fn token(data: &[u8]) {
+    let Some((&mode, rest)) = data.split_first() else {
+        return;
+    };
+    let value = if mode % 2 == 0 {
+        String::from_utf8_lossy(rest).into_owned()
+    } else {
+        let mut parts = rest.splitn(2, |&b| b == 0xff);
+        let header = parts.next().unwrap_or_default();
+        let claims = parts.next().unwrap_or_default();
+        format!("Bearer {}", sign(header, claims))
+    };
+    thread_local! {
+        static STATE: (Shared, RefCell<Option<Worker>>) = (Shared::default(), RefCell::new(None));
+    }
+    STATE.with(|(shared, w)| {
+        let mut w = w.borrow_mut();
+        let w = w.get_or_insert_with(|| worker(shared));
+        let headers = vec![
+            (":method".to_string(), "PUT".to_string()),
+            (":path".to_string(), "/apis/sts/token".to_string()),
+            ("authorization".to_string(), value),
+            ("cray-tenant-name".to_string(), String::from_utf8_lossy(&data[..data.len().min(8)]).into_owned()),
+        ];
+        for i in 0..2u64 {
+            if let Step::CallSts(call) = w.on_request(shared, &headers, NOW_MS + i, i) {
+                assert!(!format!("{call:?}").contains("SECRETSECRET"), "secret in a callout's Debug");
+                let _ = w.sts_answered(CalloutResult::Answered { status: 200, body: rest, body_size: rest.len() });
+            }
+        }
+        // Also the bare functions, with a tiny size limit.
+        let _ = sts_gateway::extract::bearer_token(&headers, 300);
+    });
+}
+
+/// JWKS target: any document, for every allowed algorithm set; a parsed set must be usable.
+pub fn jwks(data: &[u8]) {
+    for algs in [&["RS256"][..], &["RS256", "RS384", "RS512", "PS256", "PS384", "PS512"][..]] {
+        let algs: Vec<String> = algs.iter().map(|s| s.to_string()).collect();
+        if let Ok(set) = KeySet::parse(data, &algs) {
+            assert!(!set.keys.is_empty());
+            for k in &set.keys {
+                assert!(!k.verifiers.is_empty());
+                let _ = set.by_kid(k.kid.as_deref().unwrap_or(""));
+            }
+            let _ = set.single_for("RS256");
+        }
+    }
+}
+
+/// RGW XML target: any status and body. A success carries non-empty printable fields.
+pub fn sts_xml(data: &[u8]) {
+    let (status, body) = match data.split_first() {
+        Some((&s, rest)) => (if s < 128 { 200 } else { 300 + u16::from(s) }, rest),
+        None => (200, data),
+    };
+    match sts_gateway::sts_response::parse(status, body) {
+        Ok(c) => {
+            for f in [&c.access_key_id, &c.secret_access_key, &c.session_token, &c.expiration] {
+                assert!(!f.is_empty() && f.bytes().all(|b| b.is_ascii_graphic()));
+            }
+            let _ = sts_gateway::credentials::response_body(&c, "http://rgw:8080");
+        }
+        Err(sts_gateway::sts_response::StsError::Rgw { code, .. }) => {
+            assert!(code.len() <= 64 && code.bytes().all(|b| b.is_ascii_alphanumeric()));
+        }
+        Err(_) => {}
+    }
+}
+
+/// Config target: any plugin configuration; an accepted one must build a worker.
+pub fn config(data: &[u8]) {
+    let env = |name: &str| (name == sts_gateway::config::ENV_SECRET_ACCESS_KEY).then(|| "s".repeat(40));
+    if let Ok(c) = Config::parse(data, &env) {
+        let _ = format!("{c:?}");
+        let w = Worker::new(c);
+        for i in 0..w.source_count() {
+            let _ = w.jwks_callout(i);
+        }
+    }
+}
+
+#[cfg(test)]
+mod replay {
+    //! `cargo test`: every committed corpus file through its target (the smoke of `make test`).
+    use std::path::Path;
+
+    fn replay(target: &str, f: fn(&[u8])) {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("corpus").join(target);
+        let mut n = 0;
+        for entry in std::fs::read_dir(&dir).expect("corpus dir") {
+            let path = entry.expect("entry").path();
+            f(&std::fs::read(&path).expect("read"));
+            n += 1;
+        }
+        assert!(n >= 3, "{target}: only {n} corpus files in {}", dir.display());
+    }
+
+    #[test]
+    fn token() {
+        replay("token", super::token);
+    }
+    #[test]
+    fn jwks() {
+        replay("jwks", super::jwks);
+    }
+    #[test]
+    fn sts_xml() {
+        replay("sts_xml", super::sts_xml);
+    }
+    #[test]
+    fn config() {
+        replay("config", super::config);
+    }
+}
