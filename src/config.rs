@@ -177,7 +177,7 @@ fn default_refresh() -> u64 {
     300
 }
 fn default_min_refetch() -> u64 {
-    30
+    5
 }
 fn default_retry() -> u64 {
     5
