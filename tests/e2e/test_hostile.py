@@ -770,10 +770,8 @@ def flushed_log(stack: Stack) -> str:
         return f.read().decode("utf-8", "replace")
 
 
-@pytest.mark.xfail(strict=True, reason="envoy/ (issue 6): the access log format prints the path with "
-                   "its query string, so a token a client puts in ?access_token= lands in the log; "
-                   "fix: %REQ_WITHOUT_QUERY(X-ENVOY-ORIGINAL-PATH?:PATH)% in the access log format")
 def test_zz_query_token_not_in_the_access_log(stack):
+    """The access log prints the path without its query (envoy/envoy.yaml.in's log_format)."""
     assert QUERY_SECRETS, "run with test_token_in_the_query_is_ignored"
     text = flushed_log(stack)
     assert not [s for s in QUERY_SECRETS if s in text], "a token sent in the query string is in Envoy's log"
