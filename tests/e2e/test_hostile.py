@@ -253,7 +253,9 @@ def test_kid_with_path_or_control_characters(stack, guard, kid):
 
 
 def test_no_kid_while_the_jwks_has_several_keys(stack, guard):
-    # A variant, so the Envoy that learned the rotated JWKS is replaced after the test.
+    # A variant, so the Envoy that learned the rotated JWKS is replaced after the test; it starts
+    # with exactly one signing key, whatever earlier tests left in the issuer.
+    stack.rotate_keys(keep_old=False)
     restart(stack, guard, plugin_overrides=lambda p: p["issuers"][0]["jwks"].update(min_refetch_seconds=1))
     old_kid = current_kid(stack)
     stack.rotate_keys(keep_old=True)
@@ -746,16 +748,10 @@ def test_keys_rotated_while_traffic_runs(stack, guard):
     assert sum(1 for kid, _, _ in results if kid == new_kid) > 10, results[-5:]
     assert {st for _, _, st in results} <= {201, 401}, sorted({st for _, _, st in results})
     assert mint(stack, old_token).status_code == 401
-    bad = [(i, kid[:8], st) for i, (kid, published, st) in enumerate(results) if published and st != 201]
-    # Every refusal of a published key must be the known race below, right at the switch.
-    first_new = next(i for i, (kid, _, _) in enumerate(results) if kid == new_kid)
-    assert all(kid == new_kid[:8] and i - first_new < 50 for i, kid, _ in bad), bad
-    if bad:
-        # Known filter bug (reported, issue 5): while one request's unknown-kid refetch is in
-        # flight, a concurrent request with the same new kid cannot claim a refetch
-        # (jwks_store::claim_refetch: lease held) and gets 401 instead of waiting for the fetch.
-        pytest.xfail(f"{len(bad)} of {len(results)} requests with the new, published kid got 401 "
-                     "during the in-flight refetch (concurrent unknown-kid race)")
+    bad = [(kid[:8], st) for kid, published, st in results if published and st != 201]
+    # Was a filter bug (concurrent requests with the new kid got 401 while one request's refetch
+    # was in flight), fixed by parking them until the refetch ends (2ae6bb7).
+    assert not bad, f"{len(bad)} of {len(results)} requests with a published key failed: {bad[:20]}"
 
 
 # --------------------------------------------------------------------------- the log, flushed
