@@ -120,6 +120,10 @@ struct Parked {
 
 type ParkedList = Rc<RefCell<Vec<Parked>>>;
 
+/// Bound on requests waiting for keys per worker: a flood of forged kids is refused at once
+/// beyond it rather than held.
+const MAX_PARKED: usize = 2048;
+
 /// Where replies go: the current context, or (for requests the root resumes) the request's
 /// own stream, made effective only for the reply so callouts stay the root's.
 #[derive(Clone, Copy)]
@@ -297,7 +301,13 @@ impl Root {
         };
         let mut w = worker.borrow_mut();
         w.sync_keys(&HostShared);
-        for i in w.claim_due_fetches(&HostShared, now_ms()) {
+        let now = now_ms();
+        let mut claimed = w.claim_due_fetches(&HostShared, now);
+        // Parked requests wait for keys: refetch as soon as the budget allows.
+        if !self.parked.borrow().is_empty() {
+            claimed.extend(w.claim_refetches(&HostShared, now));
+        }
+        for i in claimed {
             match w.jwks_callout(i).as_ref().map(dispatch) {
                 Some(Ok(token)) => {
                     self.fetches.insert(token, i);
@@ -448,6 +458,13 @@ impl Http {
             }
             Next::Keys(pending) => {
                 self.key_fetches.extend(pending);
+                Action::Pause
+            }
+            Next::Park if self.parked.borrow().len() >= MAX_PARKED => {
+                let answer = self.worker.borrow().answer(&Error::InvalidToken(
+                    "signing key (kid) not published by the issuer",
+                ));
+                Via::Own.reply(&self.req, &self.metrics, &answer);
                 Action::Pause
             }
             Next::Park => {

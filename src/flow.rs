@@ -1,7 +1,7 @@
 //! One worker VM's state and the mint flow, free of proxy-wasm so it runs in native tests:
 //! route → extract → verify (cached) → authorize → signed STS request → parse → answer.
 //! The glue (`filter`) only moves bytes between Envoy and these functions.
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::hash::BuildHasher;
 use std::rc::Rc;
 
@@ -76,10 +76,15 @@ pub struct Worker {
     cache: TokenCache,
     signing: SigningKeyCache,
     seq: u64,
+    /// kids a completed fetch did not publish, with the key generation of that fetch: one
+    /// wait per kid per generation, then an immediate 401 (forged kids cannot hold requests).
+    absent_kids: HashMap<String, u64>,
     /// Random per VM (WASI `random_get` via std's hasher seed): keeps session-name suffixes of
     /// different workers apart even for requests in the same millisecond.
     nonce: u64,
 }
+
+const MAX_ABSENT_KIDS: usize = 1024;
 
 const HEALTHZ_BODY: &[u8] = b"{\"Status\": \"ok\"}";
 
@@ -107,6 +112,7 @@ impl Worker {
             cache: TokenCache::new(config.token_cache_entries),
             signing: SigningKeyCache::new(),
             seq: 0,
+            absent_kids: HashMap::new(),
             nonce: std::collections::hash_map::RandomState::new().hash_one(0x5354_5347u64),
             config: Rc::new(config),
             sources,
@@ -120,12 +126,33 @@ impl Worker {
         self.versions.iter().fold(0u64, |a, v| a.wrapping_add(*v))
     }
 
-    /// How long a parked request may wait for another VM's fetch: the longest lease.
+    /// How long a parked request may wait: until the refetch budget renews and that fetch
+    /// ends (the longest `min_refetch` + lease of any source).
     pub fn max_wait_ms(&self) -> u64 {
         (0..self.source_count())
-            .map(|i| self.timing(i).lease_ms)
+            .map(|i| {
+                let t = self.timing(i);
+                t.min_refetch_ms.saturating_add(t.lease_ms)
+            })
             .max()
             .unwrap_or(1000)
+    }
+
+    fn remember_absent(&mut self, kid: String, generation: u64) {
+        if self.absent_kids.len() >= MAX_ABSENT_KIDS {
+            self.absent_kids.retain(|_, g| *g == generation);
+            if self.absent_kids.len() >= MAX_ABSENT_KIDS {
+                self.absent_kids.clear();
+            }
+        }
+        self.absent_kids.insert(kid, generation);
+    }
+
+    /// For parked requests: sources whose refetch this VM may run now (claimed).
+    pub fn claim_refetches<S: SharedStore>(&self, store: &S, now_ms: u64) -> Vec<usize> {
+        (0..self.source_count())
+            .filter(|&i| self.store(store, i).claim_refetch(now_ms, &self.timing(i)))
+            .collect()
     }
 
     pub fn source_count(&self) -> usize {
@@ -307,7 +334,7 @@ impl Worker {
         let mut outcome = self.verify_cached(token, now);
         if matches!(
             outcome,
-            Err(VerifyError::UnknownKid | VerifyError::Rejected(Error::KeysUnavailable))
+            Err(VerifyError::UnknownKid(_) | VerifyError::Rejected(Error::KeysUnavailable))
         ) && self.sync_keys(store)
         {
             outcome = self.verify_cached(token, now);
@@ -315,26 +342,25 @@ impl Worker {
         let verified = match outcome {
             Ok(v) => v,
             Err(VerifyError::Rejected(e)) => return Err(e),
-            Err(VerifyError::UnknownKid) => {
-                let claimed: Vec<usize> = if may_refetch {
-                    (0..self.source_count())
-                        .filter(|&i| self.store(store, i).claim_refetch(now_ms, &self.timing(i)))
-                        .collect()
-                } else {
-                    Vec::new()
-                };
+            Err(VerifyError::UnknownKid(kid)) => {
+                let generation = self.keys_generation();
+                if !may_refetch || self.absent_kids.get(&kid) == Some(&generation) {
+                    // A fetch finished since this kid was first seen and did not publish it.
+                    self.remember_absent(kid, generation);
+                    return Err(Error::InvalidToken(
+                        "signing key (kid) not published by the issuer",
+                    ));
+                }
+                let claimed: Vec<usize> = (0..self.source_count())
+                    .filter(|&i| self.store(store, i).claim_refetch(now_ms, &self.timing(i)))
+                    .collect();
                 if !claimed.is_empty() {
                     return Ok(Step::FetchKeys(claimed));
                 }
-                let in_flight = may_refetch
-                    && (0..self.source_count())
-                        .any(|i| self.store(store, i).fetch_in_flight(now_ms));
-                if in_flight {
-                    return Ok(Step::AwaitKeys);
-                }
-                return Err(Error::InvalidToken(
-                    "signing key (kid) not published by the issuer",
-                ));
+                // A fetch is in flight, or the refetch budget is spent (perhaps by a forged
+                // kid): wait for that fetch, or for the root's refetch once the budget renews,
+                // so a genuinely rotated key is never refused.
+                return Ok(Step::AwaitKeys);
             }
         };
         let tenant = headers
@@ -673,13 +699,72 @@ mod tests {
             "parked requests see the change"
         );
         assert_eq!(status(&w.mint(&shared, &h, later, 1, false)), 0);
-        // The old key left the JWKS: its token is refused, and no refetch happens right away.
+        // The old key left the JWKS: no refetch right away (budget spent), the request waits
+        // for the next one and is then refused.
         let old = token_for("admin", &["admin"], "sig-1", 0);
         let h_old = req("PUT", "/apis/sts/token", Some(format!("Bearer {old}")));
-        assert_eq!(status(&w.on_request(&shared, &h_old, later + 1, 1)), 401);
+        assert!(matches!(
+            w.on_request(&shared, &h_old, later + 1, 1),
+            Step::AwaitKeys
+        ));
+        assert!(w.claim_refetches(&shared, later + 1).is_empty());
+        assert_eq!(
+            w.claim_refetches(&shared, later + 5_000),
+            vec![0],
+            "budget renewed"
+        );
+        assert_eq!(
+            status(&w.mint(&shared, &h_old, later + 5_001, 1, false)),
+            401
+        );
         // Another worker picks the new keys up from shared data.
         let mut other = Worker::new(config());
         assert_eq!(status(&other.on_request(&shared, &h, later + 2, 1)), 0);
+    }
+
+    #[test]
+    fn forged_kid_waits_once_per_key_generation() {
+        let shared = FakeShared::default();
+        let mut w = worker_with_keys(&shared);
+        let forged = token_for("admin", &["admin"], "forged", 1);
+        let h = req("PUT", "/apis/sts/token", Some(format!("Bearer {forged}")));
+        let t = NOW_MS + 10_000;
+        // Budget available: this request refetches; the JWKS comes back without the kid.
+        assert!(matches!(
+            w.on_request(&shared, &h, t, 1),
+            Step::FetchKeys(_)
+        ));
+        w.jwks_fetched(&shared, 0, Some(200), Some(&jwks_doc(&[(0, "sig-1")])), t)
+            .unwrap();
+        assert_eq!(status(&w.mint(&shared, &h, t, 1, false)), 401);
+        // The same kid again: refused at once, no wait, no fetch.
+        assert_eq!(status(&w.on_request(&shared, &h, t + 1, 1)), 401);
+        // Another unseen kid while the budget is spent waits for the next fetch instead.
+        let other = token_for("admin", &["admin"], "rotated-in", 1);
+        let h2 = req("PUT", "/apis/sts/token", Some(format!("Bearer {other}")));
+        assert!(matches!(
+            w.on_request(&shared, &h2, t + 2, 1),
+            Step::AwaitKeys
+        ));
+        // After a new key generation the first kid gets one more chance.
+        assert!(!w.claim_refetches(&shared, t + 5_000).is_empty());
+        w.jwks_fetched(
+            &shared,
+            0,
+            Some(200),
+            Some(&jwks_doc(&[(0, "sig-1"), (1, "rotated-in")])),
+            t + 5_001,
+        )
+        .unwrap();
+        assert_eq!(
+            status(&w.mint(&shared, &h2, t + 5_002, 1, false)),
+            0,
+            "rotated-in key works"
+        );
+        assert!(!matches!(
+            w.on_request(&shared, &h, t + 5_003, 1),
+            Step::Reply(_)
+        ));
     }
 
     #[test]

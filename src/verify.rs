@@ -36,7 +36,7 @@ pub struct Verified {
 #[derive(Debug, PartialEq, Eq)]
 pub enum VerifyError {
     /// No published key has the token's `kid`: the JWKS may have rotated, worth one refetch.
-    UnknownKid,
+    UnknownKid(String),
     Rejected(Error),
 }
 
@@ -67,7 +67,9 @@ pub fn verify(
         if sources.iter().any(|s| s.keys.is_none()) {
             return Err(Error::KeysUnavailable.into());
         }
-        return Err(VerifyError::UnknownKid);
+        return Err(VerifyError::UnknownKid(
+            meta.key_id().unwrap_or_default().to_string(),
+        ));
     }
     let mut last = Error::InvalidToken("signature does not verify");
     for (index, jwk) in candidates {
@@ -281,7 +283,7 @@ pub(crate) mod tests {
     fn rejected(token: &str) -> Error {
         match verify(token, NOW, &sources(), &policy()) {
             Err(VerifyError::Rejected(e)) => e,
-            Err(VerifyError::UnknownKid) => panic!("unknown kid"),
+            Err(VerifyError::UnknownKid(_)) => panic!("unknown kid"),
             Ok(_) => panic!("accepted"),
         }
     }
@@ -407,7 +409,7 @@ pub(crate) mod tests {
         );
         assert_eq!(
             verify(&enc, NOW, &sources(), &policy()).err(),
-            Some(VerifyError::UnknownKid)
+            Some(VerifyError::UnknownKid("enc-1".into()))
         );
         let odd = sign(
             json!({"alg": "RS256", "kid": "../../etc/passwd\u{0}"}),
@@ -416,7 +418,7 @@ pub(crate) mod tests {
         );
         assert_eq!(
             verify(&odd, NOW, &sources(), &policy()).err(),
-            Some(VerifyError::UnknownKid)
+            Some(VerifyError::UnknownKid("../../etc/passwd\u{0}".into()))
         );
         // No kid: the only signing key is tried.
         let no_kid = sign(json!({"alg": "RS256"}), claims(json!({})), 0);
