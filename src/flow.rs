@@ -76,8 +76,9 @@ pub struct Worker {
     cache: TokenCache,
     signing: SigningKeyCache,
     seq: u64,
-    /// kids a completed fetch did not publish, with the key generation of that fetch: one
-    /// wait per kid per generation, then an immediate 401 (forged kids cannot hold requests).
+    /// kids a completed fetch did not publish, with the key set they were missing from: one
+    /// wait per kid per change of the published keys, then an immediate 401 (forged kids
+    /// cannot hold requests or trigger refetches).
     absent_kids: HashMap<String, u64>,
     /// Random per VM (WASI `random_get` via std's hasher seed): keeps session-name suffixes of
     /// different workers apart even for requests in the same millisecond.
@@ -138,14 +139,14 @@ impl Worker {
             .unwrap_or(1000)
     }
 
-    fn remember_absent(&mut self, kid: String, generation: u64) {
+    fn remember_absent(&mut self, kid: String, content: u64) {
         if self.absent_kids.len() >= MAX_ABSENT_KIDS {
-            self.absent_kids.retain(|_, g| *g == generation);
+            self.absent_kids.retain(|_, c| *c == content);
             if self.absent_kids.len() >= MAX_ABSENT_KIDS {
                 self.absent_kids.clear();
             }
         }
-        self.absent_kids.insert(kid, generation);
+        self.absent_kids.insert(kid, content);
     }
 
     /// For parked requests: sources whose refetch this VM may run now (claimed).
@@ -196,14 +197,37 @@ impl Worker {
     }
 
     fn install(&mut self, i: usize, version: u64, doc: &[u8]) {
-        if let Ok(set) = KeySet::parse(doc, &self.config.algorithms) {
-            if let Some(s) = self.sources.get_mut(i) {
-                s.keys = Some(Rc::new(set));
+        match KeySet::parse(doc, &self.config.algorithms) {
+            Ok(set) => self.set_keys(i, set, version),
+            Err(_) => {
+                if let Some(v) = self.versions.get_mut(i) {
+                    *v = version;
+                }
             }
+        }
+    }
+
+    fn set_keys(&mut self, i: usize, set: KeySet, version: u64) {
+        if let Some(s) = self.sources.get_mut(i) {
+            s.keys = Some(Rc::new(set));
         }
         if let Some(v) = self.versions.get_mut(i) {
             *v = version;
         }
+    }
+
+    /// Identifies the published keys themselves (not how often they were fetched): a refetch
+    /// that returns the same keys leaves it unchanged.
+    fn keys_content(&self) -> u64 {
+        self.sources
+            .iter()
+            .filter_map(|s| s.keys.as_deref())
+            .flat_map(|set| set.keys.iter())
+            .fold(0u64, |acc, k| {
+                let mut word = [0u8; 8];
+                word.copy_from_slice(k.fingerprint.get(..8).unwrap_or(&[0; 8]));
+                acc.wrapping_add(u64::from_le_bytes(word)).rotate_left(1)
+            })
     }
 
     /// Sources whose periodic fetch is due and now claimed by this VM.
@@ -257,12 +281,7 @@ impl Worker {
             Ok((set, doc)) => {
                 let count = set.keys.len();
                 let version = self.store(store, i).record_success(doc, now_ms, &t);
-                if let Some(s) = self.sources.get_mut(i) {
-                    s.keys = Some(Rc::new(set));
-                }
-                if let Some(v) = self.versions.get_mut(i) {
-                    *v = version;
-                }
+                self.set_keys(i, set, version);
                 Ok(count)
             }
             Err(reason) => {
@@ -343,10 +362,11 @@ impl Worker {
             Ok(v) => v,
             Err(VerifyError::Rejected(e)) => return Err(e),
             Err(VerifyError::UnknownKid(kid)) => {
-                let generation = self.keys_generation();
-                if !may_refetch || self.absent_kids.get(&kid) == Some(&generation) {
-                    // A fetch finished since this kid was first seen and did not publish it.
-                    self.remember_absent(kid, generation);
+                let content = self.keys_content();
+                if !may_refetch || self.absent_kids.get(&kid) == Some(&content) {
+                    // A fetch finished since this kid was first seen and did not publish it,
+                    // and the published keys have not changed since.
+                    self.remember_absent(kid, content);
                     return Err(Error::InvalidToken(
                         "signing key (kid) not published by the issuer",
                     ));
@@ -746,25 +766,21 @@ mod tests {
             w.on_request(&shared, &h2, t + 2, 1),
             Step::AwaitKeys
         ));
-        // After a new key generation the first kid gets one more chance.
+        // A refetch returning the same keys does not give the forged kid another wait.
         assert!(!w.claim_refetches(&shared, t + 5_000).is_empty());
-        w.jwks_fetched(
-            &shared,
-            0,
-            Some(200),
-            Some(&jwks_doc(&[(0, "sig-1"), (1, "rotated-in")])),
-            t + 5_001,
-        )
-        .unwrap();
-        assert_eq!(
-            status(&w.mint(&shared, &h2, t + 5_002, 1, false)),
-            0,
-            "rotated-in key works"
-        );
-        assert!(!matches!(
-            w.on_request(&shared, &h, t + 5_003, 1),
-            Step::Reply(_)
-        ));
+        let same = jwks_doc(&[(0, "sig-1")]);
+        w.jwks_fetched(&shared, 0, Some(200), Some(&same), t + 5_001)
+            .unwrap();
+        assert_eq!(status(&w.on_request(&shared, &h, t + 5_002, 1)), 401);
+        // Once the published keys change, it gets one more chance (it might be the new key).
+        assert!(!w.claim_refetches(&shared, t + 10_002).is_empty());
+        let rotated = jwks_doc(&[(0, "sig-1"), (1, "rotated-in")]);
+        w.jwks_fetched(&shared, 0, Some(200), Some(&rotated), t + 10_003)
+            .unwrap();
+        let resumed = w.mint(&shared, &h2, t + 10_004, 1, false);
+        assert_eq!(status(&resumed), 0, "rotated-in key works");
+        let again = w.on_request(&shared, &h, t + 10_005, 1);
+        assert!(!matches!(again, Step::Reply(_)), "{again:?}");
     }
 
     #[test]
