@@ -265,6 +265,13 @@ fn answered<'a>(status: Option<u16>, body: &'a [u8], body_size: usize) -> Callou
     }
 }
 
+/// A JWKS callout answered (in the callback of the context that made it).
+fn jwks_answered(w: &RefCell<Worker>, m: &Metrics, i: usize, body_size: usize) {
+    let mut w = w.borrow_mut();
+    let body = callout_body(body_size, w.jwks_max_bytes(i));
+    jwks_done(&mut w, m, i, status_of_callout(), body.as_deref());
+}
+
 fn jwks_done(w: &mut Worker, m: &Metrics, i: usize, status: Option<u16>, body: Option<&[u8]>) {
     match w.jwks_fetched(&HostShared, i, status, body, now_ms()) {
         Ok(keys) => {
@@ -359,16 +366,7 @@ impl Context for Root {
             return;
         };
         if let Some(i) = self.fetches.remove(&token) {
-            let mut w = worker.borrow_mut();
-            let body = callout_body(body_size, w.jwks_max_bytes(i));
-            jwks_done(
-                &mut w,
-                &self.metrics,
-                i,
-                status_of_callout(),
-                body.as_deref(),
-            );
-            drop(w);
+            jwks_answered(&worker, &self.metrics, i, body_size);
             self.resume_parked();
         } else if let Some(req) = self.resumed.remove(&token) {
             let (status, body) = callout_result(num_headers, body_size);
@@ -490,17 +488,7 @@ impl Context for Http {
         _: usize,
     ) {
         if let Some(i) = self.key_fetches.remove(&token) {
-            {
-                let mut w = self.worker.borrow_mut();
-                let body = callout_body(body_size, w.jwks_max_bytes(i));
-                jwks_done(
-                    &mut w,
-                    &self.metrics,
-                    i,
-                    status_of_callout(),
-                    body.as_deref(),
-                );
-            }
+            jwks_answered(&self.worker, &self.metrics, i, body_size);
             if self.key_fetches.is_empty() {
                 let step = self.worker.borrow_mut().mint(
                     &HostShared,
