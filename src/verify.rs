@@ -4,7 +4,7 @@ use std::collections::HashSet;
 use std::rc::Rc;
 
 use jwt_simple::common::VerificationOptions;
-use jwt_simple::prelude::{Duration, Token};
+use jwt_simple::prelude::{Audiences, Duration, Token};
 use jwt_simple::JWTError;
 
 use crate::error::Error;
@@ -164,10 +164,16 @@ pub fn check_claims(
         Some(iss) if issuers.contains(iss) => {}
         _ => return Err(Error::InvalidToken("issuer not accepted")),
     }
-    let audience = HashSet::from([policy.audience.clone()]);
-    match &claims.audiences {
-        Some(aud) if aud.contains(&audience) => Ok(()),
-        _ => Err(Error::InvalidToken("audience not accepted")),
+    // Compared in place: this runs on every request, also on token-cache hits.
+    let accepted = match &claims.audiences {
+        Some(Audiences::AsString(aud)) => aud == &policy.audience,
+        Some(Audiences::AsSet(auds)) => auds.contains(&policy.audience),
+        None => false,
+    };
+    if accepted {
+        Ok(())
+    } else {
+        Err(Error::InvalidToken("audience not accepted"))
     }
 }
 
