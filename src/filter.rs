@@ -111,7 +111,8 @@ impl Request {
     }
 }
 
-/// A request waiting for a JWKS refetch that another request started.
+/// A request whose `kid` is unknown, waiting for a JWKS refetch in flight or for the next one
+/// the refetch budget allows (the root runs it).
 struct Parked {
     req: Request,
     generation: u64,

@@ -28,8 +28,9 @@ pub enum Step {
     Reply(Answer),
     /// Refetch these JWKS sources (already claimed), then call [`Worker::mint`] again.
     FetchKeys(Vec<usize>),
-    /// Another request's refetch is in flight: park this one until the keys change (or the
-    /// fetch's lease ends), then call [`Worker::mint`] again with `may_refetch` false.
+    /// The `kid` is unknown and this request may not refetch now (a fetch is in flight, or the
+    /// budget is spent): park it until the keys change or [`Worker::max_wait_ms`] ends, then
+    /// call [`Worker::mint`] again with `may_refetch` false.
     AwaitKeys,
     /// Send this callout to RGW.
     CallSts(StsCall),
