@@ -519,7 +519,7 @@ fn shared_key(s: &JwksSource) -> String {
 mod tests {
     use super::*;
     use crate::jwks::tests::{jwk_json, keypairs};
-    use crate::jwks_store::tests::FakeShared;
+    use crate::jwks_store::MemoryStore;
     use crate::verify::tests::{claims, sign, ISS, NOW};
     use serde_json::json;
 
@@ -543,7 +543,7 @@ mod tests {
     }
 
     /// A worker whose keys another VM already fetched into shared data.
-    fn worker_with_keys(shared: &FakeShared) -> Worker {
+    fn worker_with_keys(shared: &MemoryStore) -> Worker {
         let mut w = Worker::new(config());
         assert!(w.claim_due_fetches(shared, NOW_MS).contains(&0));
         w.jwks_fetched(
@@ -588,7 +588,7 @@ mod tests {
 
     #[test]
     fn routes() {
-        let shared = FakeShared::default();
+        let shared = MemoryStore::default();
         let mut w = worker_with_keys(&shared);
         assert!(matches!(
             w.on_request(&shared, &req("GET", "/other", None), NOW_MS, 1),
@@ -614,7 +614,7 @@ mod tests {
 
     #[test]
     fn admin_gets_a_signed_sts_call() {
-        let shared = FakeShared::default();
+        let shared = MemoryStore::default();
         let mut w = worker_with_keys(&shared);
         let t = token_for("admin", &["admin"], "sig-1", 0);
         let step = w.on_request(
@@ -646,7 +646,7 @@ mod tests {
 
     #[test]
     fn denials() {
-        let shared = FakeShared::default();
+        let shared = MemoryStore::default();
         let mut w = worker_with_keys(&shared);
         let put = |t: &str| req("PUT", "/apis/sts/token", Some(format!("Bearer {t}")));
         let user = token_for("user", &["user"], "sig-1", 0);
@@ -672,7 +672,7 @@ mod tests {
 
     #[test]
     fn no_keys_yet_is_503() {
-        let shared = FakeShared::default();
+        let shared = MemoryStore::default();
         let mut w = Worker::new(config());
         let t = token_for("admin", &["admin"], "sig-1", 0);
         let step = w.on_request(
@@ -688,7 +688,7 @@ mod tests {
 
     #[test]
     fn unknown_kid_refetches_once_then_verifies() {
-        let shared = FakeShared::default();
+        let shared = MemoryStore::default();
         let mut w = worker_with_keys(&shared);
         let rotated = token_for("admin", &["admin"], "sig-2", 1);
         let h = req("PUT", "/apis/sts/token", Some(format!("Bearer {rotated}")));
@@ -745,7 +745,7 @@ mod tests {
 
     #[test]
     fn forged_kid_waits_once_per_key_generation() {
-        let shared = FakeShared::default();
+        let shared = MemoryStore::default();
         let mut w = worker_with_keys(&shared);
         let forged = token_for("admin", &["admin"], "forged", 1);
         let h = req("PUT", "/apis/sts/token", Some(format!("Bearer {forged}")));
@@ -786,7 +786,7 @@ mod tests {
 
     #[test]
     fn failed_fetch_keeps_last_good_keys() {
-        let shared = FakeShared::default();
+        let shared = MemoryStore::default();
         let mut w = worker_with_keys(&shared);
         assert!(w
             .jwks_fetched(&shared, 0, Some(500), Some(b"oops"), NOW_MS + 1)
@@ -809,7 +809,7 @@ mod tests {
 
     #[test]
     fn signing_key_derived_once_per_day() {
-        let shared = FakeShared::default();
+        let shared = MemoryStore::default();
         let mut w = worker_with_keys(&shared);
         let h = req(
             "PUT",

@@ -6,6 +6,9 @@
 //! for all workers; readers look at the small meta on each request and re-read and re-parse the
 //! document only when the version moved.
 
+use std::cell::RefCell;
+use std::collections::HashMap;
+
 /// The host's shared-data calls, behind a trait so the protocol is tested natively.
 pub trait SharedStore {
     fn get(&self, key: &str) -> (Option<Vec<u8>>, Option<u32>);
@@ -166,37 +169,36 @@ impl<S: SharedStore> JwksStore<'_, S> {
     }
 }
 
+/// An in-memory store with Envoy's shared-data semantics (the cas grows on every write; a
+/// write to an existing key with a stale non-zero cas fails; cas 0, or a missing key, writes
+/// unconditionally), for native tests and the fuzz targets.
+#[derive(Default)]
+pub struct MemoryStore(RefCell<HashMap<String, (Vec<u8>, u32)>>);
+
+impl SharedStore for MemoryStore {
+    fn get(&self, key: &str) -> (Option<Vec<u8>>, Option<u32>) {
+        match self.0.borrow().get(key) {
+            Some((v, c)) => (Some(v.clone()), Some(*c)),
+            None => (None, None),
+        }
+    }
+    fn set(&self, key: &str, value: &[u8], cas: Option<u32>) -> bool {
+        let mut m = self.0.borrow_mut();
+        let current = m.get(key).map(|(_, c)| *c);
+        if let (Some(expected), Some(have)) = (cas, current) {
+            if expected != 0 && expected != have {
+                return false;
+            }
+        }
+        let next = current.unwrap_or(0).wrapping_add(1);
+        m.insert(key.to_string(), (value.to_vec(), next));
+        true
+    }
+}
+
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use std::cell::RefCell;
-    use std::collections::HashMap;
-
-    /// Envoy's shared-data semantics: cas increments on every write; a write with a stale
-    /// non-zero cas fails; cas 0 writes unconditionally.
-    #[derive(Default)]
-    pub struct FakeShared(pub RefCell<HashMap<String, (Vec<u8>, u32)>>);
-
-    impl SharedStore for FakeShared {
-        fn get(&self, key: &str) -> (Option<Vec<u8>>, Option<u32>) {
-            match self.0.borrow().get(key) {
-                Some((v, c)) => (Some(v.clone()), Some(*c)),
-                None => (None, None),
-            }
-        }
-        fn set(&self, key: &str, value: &[u8], cas: Option<u32>) -> bool {
-            let mut m = self.0.borrow_mut();
-            let current = m.get(key).map(|(_, c)| *c);
-            if let Some(expected) = cas {
-                if expected != 0 && Some(expected) != current {
-                    return false;
-                }
-            }
-            let next = current.unwrap_or(0) + 1;
-            m.insert(key.to_string(), (value.to_vec(), next));
-            true
-        }
-    }
 
     const T: Timing = Timing {
         refresh_ms: 300_000,
@@ -207,7 +209,7 @@ pub(crate) mod tests {
 
     #[test]
     fn one_fetch_for_all_workers() {
-        let shared = FakeShared::default();
+        let shared = MemoryStore::default();
         let a = JwksStore {
             store: &shared,
             key: "k",
@@ -230,7 +232,7 @@ pub(crate) mod tests {
 
     #[test]
     fn readers_see_new_versions_only() {
-        let shared = FakeShared::default();
+        let shared = MemoryStore::default();
         let s = JwksStore {
             store: &shared,
             key: "k",
@@ -246,7 +248,7 @@ pub(crate) mod tests {
 
     #[test]
     fn failure_keeps_document_and_retries_later() {
-        let shared = FakeShared::default();
+        let shared = MemoryStore::default();
         let s = JwksStore {
             store: &shared,
             key: "k",
@@ -262,7 +264,7 @@ pub(crate) mod tests {
 
     #[test]
     fn unknown_kid_refetch_is_rate_limited() {
-        let shared = FakeShared::default();
+        let shared = MemoryStore::default();
         let s = JwksStore {
             store: &shared,
             key: "k",

@@ -4,7 +4,6 @@
 //! Every function must return normally for every input: a panic, an abort, an overflow or a
 //! timeout is a crash.
 use std::cell::RefCell;
-use std::collections::HashMap;
 use std::sync::OnceLock;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -13,37 +12,12 @@ use jwt_simple::algorithms::RS256KeyPair;
 use sts_gateway::config::Config;
 use sts_gateway::flow::{CalloutResult, Step, Worker};
 use sts_gateway::jwks::KeySet;
-use sts_gateway::jwks_store::SharedStore;
+use sts_gateway::jwks_store::MemoryStore;
 
 pub const ISSUER: &str = "https://api-gw-service-nmn.local/keycloak/realms/shasta";
 /// 2027-01-15: the fixed "now" of the token target.
 pub const NOW_MS: u64 = 1_800_000_000_000;
 const KEY_PEM: &str = include_str!("fuzz_key.pem");
-
-/// A minimal in-memory shared-data store (Envoy's get/set with compare-and-swap).
-#[derive(Default)]
-pub struct Shared(RefCell<HashMap<String, (Vec<u8>, u32)>>);
-
-impl SharedStore for Shared {
-    fn get(&self, key: &str) -> (Option<Vec<u8>>, Option<u32>) {
-        match self.0.borrow().get(key) {
-            Some((v, cas)) => (Some(v.clone()), Some(*cas)),
-            None => (None, None),
-        }
-    }
-    fn set(&self, key: &str, value: &[u8], cas: Option<u32>) -> bool {
-        let mut m = self.0.borrow_mut();
-        let current = m.get(key).map(|(_, c)| *c);
-        if let (Some(want), Some(have)) = (cas, current) {
-            if want != 0 && want != have {
-                return false;
-            }
-        }
-        let next = current.unwrap_or(0).wrapping_add(1);
-        m.insert(key.to_string(), (value.to_vec(), next));
-        true
-    }
-}
 
 fn keypair() -> &'static RS256KeyPair {
     static KP: OnceLock<RS256KeyPair> = OnceLock::new();
@@ -77,7 +51,7 @@ pub fn config_json() -> String {
     .to_string()
 }
 
-fn worker(shared: &Shared) -> Worker {
+fn worker(shared: &MemoryStore) -> Worker {
     let config = Config::parse(config_json().as_bytes(), &|_| None).expect("fuzz config");
     let mut w = Worker::new(config);
     w.jwks_fetched(shared, 0, Some(200), Some(jwks_doc().as_bytes()), NOW_MS)
@@ -129,7 +103,7 @@ pub fn token(data: &[u8]) {
         format!("Bearer {}", sign(header, claims))
     };
     thread_local! {
-        static STATE: (Shared, RefCell<Option<Worker>>) = (Shared::default(), RefCell::new(None));
+        static STATE: (MemoryStore, RefCell<Option<Worker>>) = (MemoryStore::default(), RefCell::new(None));
     }
     STATE.with(|(shared, w)| {
         let mut w = w.borrow_mut();
