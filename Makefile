@@ -86,7 +86,7 @@ $(NPM_STAMP): $(ISSUER_DIR)/package-lock.json $(ISSUER_DIR)/package.json | deps-
 # ---------------------------------------------------------------- build
 
 build: deps-rust
-	cargo build --release --target $(WASM_TARGET)
+	cargo build --release --target $(WASM_TARGET) --features envoy
 	@if [ ! -f $(WASM) ] || [ $(WASM_CARGO) -nt $(WASM) ]; then \
 	  if command -v wasm-opt >/dev/null; then \
 	    wasm-opt $(WASM_OPT_FLAGS) $(WASM_CARGO) -o $(WASM).tmp; \

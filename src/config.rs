@@ -55,12 +55,29 @@ pub struct Config {
     #[serde(default = "default_max_token_bytes")]
     pub max_token_bytes: usize,
     pub issuers: Vec<IssuerConfig>,
-    /// All must hold (logical AND). Default: the gateway's admin rule.
+    /// All must hold (logical AND). Default: the gateway's admin rule. Never empty: letting
+    /// any authenticated user mint takes `allow_any_authenticated: true`.
     #[serde(default = "default_rules")]
     pub rules: Vec<Rule>,
+    /// Explicit opt-in to "any valid token may mint" (then `rules` must be empty).
+    #[serde(default)]
+    pub allow_any_authenticated: bool,
+    /// When set, tokens must carry `iat`, and `exp - iat` may not exceed this.
+    #[serde(default)]
+    pub max_token_lifetime_seconds: Option<u64>,
+    /// When set, the token's `azp` (the client it was issued to) must be one of these.
+    #[serde(default)]
+    pub authorized_parties: Option<Vec<String>>,
     /// Verified-token cache entries per worker; 0 disables the cache.
     #[serde(default = "default_token_cache_entries")]
     pub token_cache_entries: usize,
+    /// Bound of the verified-token cache in bytes per worker (each entry counts its token's
+    /// length plus a fixed overhead).
+    #[serde(default = "default_token_cache_bytes")]
+    pub token_cache_bytes: usize,
+    /// Requests waiting for keys (unknown `kid` during a JWKS refetch), per worker.
+    #[serde(default)]
+    pub parking: ParkingConfig,
     pub rgw: RgwConfig,
 }
 
@@ -91,6 +108,26 @@ pub struct JwksSource {
     pub timeout_ms: u64,
     #[serde(default = "default_jwks_max_bytes")]
     pub max_bytes: usize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ParkingConfig {
+    /// At most this many; beyond it an unknown `kid` gets 401 at once.
+    #[serde(default = "default_parking_requests")]
+    pub max_requests: usize,
+    /// At most this many bytes (token, tenant, request id and a fixed overhead each).
+    #[serde(default = "default_parking_bytes")]
+    pub max_bytes: usize,
+}
+
+impl Default for ParkingConfig {
+    fn default() -> Self {
+        ParkingConfig {
+            max_requests: default_parking_requests(),
+            max_bytes: default_parking_bytes(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -172,6 +209,15 @@ fn default_rules() -> Vec<Rule> {
 }
 fn default_token_cache_entries() -> usize {
     4096
+}
+fn default_token_cache_bytes() -> usize {
+    16 * 1024 * 1024
+}
+fn default_parking_requests() -> usize {
+    2048
+}
+fn default_parking_bytes() -> usize {
+    4 * 1024 * 1024
 }
 fn default_refresh() -> u64 {
     300
@@ -290,6 +336,58 @@ impl Config {
                 ));
             }
         }
+        match (self.rules.is_empty(), self.allow_any_authenticated) {
+            (true, false) => {
+                return Err(ConfigError::new(
+                    "rules",
+                    "must hold at least one rule; to let any authenticated user mint, set allow_any_authenticated: true",
+                ))
+            }
+            (false, true) => {
+                return Err(ConfigError::new(
+                    "allow_any_authenticated",
+                    "cannot be combined with rules (set rules: [] to let any authenticated user mint)",
+                ))
+            }
+            _ => {}
+        }
+        if let Some(max) = self.max_token_lifetime_seconds {
+            if !(60..=10 * 366 * 86_400).contains(&max) {
+                return Err(ConfigError::new(
+                    "max_token_lifetime_seconds",
+                    "must be between 60 and 316224000",
+                ));
+            }
+        }
+        if let Some(parties) = &self.authorized_parties {
+            if parties.is_empty() {
+                return Err(ConfigError::new(
+                    "authorized_parties",
+                    "must list at least one client id when set",
+                ));
+            }
+            for (i, p) in parties.iter().enumerate() {
+                require_non_empty(&format!("authorized_parties[{i}]"), p)?;
+            }
+        }
+        if !(64 * 1024..=1024 * 1024 * 1024).contains(&self.token_cache_bytes) {
+            return Err(ConfigError::new(
+                "token_cache_bytes",
+                "must be between 65536 and 1073741824",
+            ));
+        }
+        if self.parking.max_requests > 65_536 {
+            return Err(ConfigError::new(
+                "parking.max_requests",
+                "must be at most 65536",
+            ));
+        }
+        if self.parking.max_bytes > 256 * 1024 * 1024 {
+            return Err(ConfigError::new(
+                "parking.max_bytes",
+                "must be at most 268435456",
+            ));
+        }
         for (i, rule) in self.rules.iter().enumerate() {
             if rule.claim.is_empty() || rule.claim.split('.').any(str::is_empty) {
                 return Err(ConfigError::new(
@@ -351,10 +449,11 @@ impl IssuerConfig {
                 "must be between 10 and 86400",
             ));
         }
-        if j.min_refetch_seconds > j.refresh_seconds {
+        // 0 would let forged kids drive back-to-back fetches.
+        if j.min_refetch_seconds < 1 || j.min_refetch_seconds > j.refresh_seconds {
             return Err(ConfigError::new(
                 &format!("{at}.jwks.min_refetch_seconds"),
-                "must not exceed refresh_seconds",
+                "must be at least 1 and not exceed refresh_seconds",
             ));
         }
         if !(1..=3600).contains(&j.retry_seconds) {

@@ -25,9 +25,9 @@ pub enum Error {
     RgwBadAnswer(&'static str),
 }
 
-/// A complete local reply.
+/// A complete local reply to the client.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Answer {
+pub struct Reply {
     pub status: u32,
     /// Label for metrics and logs (see [`Error::reason`]).
     pub reason: &'static str,
@@ -83,7 +83,7 @@ impl Error {
         }
     }
 
-    pub fn answer(&self, realm: &str) -> Answer {
+    pub fn reply(&self, realm: &str) -> Reply {
         let status = self.status();
         let mut headers: Vec<(&'static str, String)> = vec![
             ("content-type", "application/problem+json".into()),
@@ -123,7 +123,7 @@ impl Error {
         if let (Error::Rgw { code, .. }, Some(map)) = (self, body.as_object_mut()) {
             map.insert("code".into(), serde_json::Value::String(code.clone()));
         }
-        Answer {
+        Reply {
             status,
             reason: self.reason(),
             headers,
@@ -149,7 +149,7 @@ fn title(status: u32) -> &'static str {
 mod tests {
     use super::*;
 
-    fn header<'a>(a: &'a Answer, name: &str) -> Option<&'a str> {
+    fn header<'a>(a: &'a Reply, name: &str) -> Option<&'a str> {
         a.headers
             .iter()
             .find(|(n, _)| *n == name)
@@ -158,27 +158,27 @@ mod tests {
 
     #[test]
     fn statuses_and_challenges() {
-        let a = Error::MissingToken.answer("sts");
+        let a = Error::MissingToken.reply("sts");
         assert_eq!(a.status, 401);
         assert_eq!(header(&a, "www-authenticate"), Some("Bearer realm=\"sts\""));
 
-        let a = Error::Expired.answer("sts");
+        let a = Error::Expired.reply("sts");
         assert_eq!(a.status, 401);
         assert!(header(&a, "www-authenticate")
             .unwrap()
             .contains("error=\"invalid_token\""));
 
-        let a = Error::KeysUnavailable.answer("sts");
+        let a = Error::KeysUnavailable.reply("sts");
         assert_eq!((a.status, header(&a, "retry-after")), (503, Some("5")));
 
-        let a = Error::MethodNotAllowed { allow: "PUT" }.answer("sts");
+        let a = Error::MethodNotAllowed { allow: "PUT" }.reply("sts");
         assert_eq!((a.status, header(&a, "allow")), (405, Some("PUT")));
 
-        assert_eq!(Error::Forbidden("x").answer("r").status, 403);
-        assert_eq!(Error::RgwTimeout.answer("r").status, 504);
-        assert_eq!(Error::RgwUnavailable.answer("r").status, 503);
-        assert_eq!(Error::RgwBadAnswer("x").answer("r").status, 502);
-        assert_eq!(Error::NotFound.answer("r").status, 404);
+        assert_eq!(Error::Forbidden("x").reply("r").status, 403);
+        assert_eq!(Error::RgwTimeout.reply("r").status, 504);
+        assert_eq!(Error::RgwUnavailable.reply("r").status, 503);
+        assert_eq!(Error::RgwBadAnswer("x").reply("r").status, 502);
+        assert_eq!(Error::NotFound.reply("r").status, 404);
     }
 
     #[test]
@@ -187,7 +187,7 @@ mod tests {
             status: 403,
             code: "AccessDenied".into(),
         }
-        .answer("r");
+        .reply("r");
         assert_eq!(a.status, 502);
         let v: serde_json::Value = serde_json::from_slice(&a.body).unwrap();
         assert_eq!(v["status"], 502);

@@ -1,6 +1,6 @@
-//! One worker VM's state and the mint flow, free of proxy-wasm so it runs in native tests:
-//! route → extract → verify (cached) → authorize → signed STS request → parse → answer.
-//! The glue (`filter`) only moves bytes between Envoy and these functions.
+//! One worker VM's mint logic, free of proxy-wasm: keys (JWKS in shared data) → verify
+//! (cached) → authorize → signed STS request → RGW's answer → the client's reply. What a request
+//! does over time (parking, callouts, clients that leave) is [`crate::lifecycle`]'s business.
 use std::collections::{HashMap, HashSet};
 use std::hash::BuildHasher;
 use std::rc::Rc;
@@ -8,54 +8,52 @@ use std::rc::Rc;
 use crate::authorize::authorize;
 use crate::config::{Config, JwksSource};
 use crate::credentials;
-use crate::error::{Answer, Error};
-use crate::extract::bearer_token;
+use crate::error::{Error, Reply};
+use crate::host::Callout;
 use crate::jwks::KeySet;
 use crate::jwks_store::{JwksStore, SharedStore, Timing};
-use crate::route::{route, Route};
+use crate::parking::Ask;
 use crate::session::session_name;
 use crate::sigv4::SigningKeyCache;
 use crate::sts_request::{self, AssumeRoleParams};
 use crate::sts_response::{self, StsError, MAX_BODY_BYTES};
-use crate::token_cache::{digest, TokenCache};
+use crate::token_cache::{digest, TokenCache, TokenDigest};
 use crate::verify::{check_claims, verify, Policy, Source, Verified, VerifyError};
 
-/// What the glue does next with a request.
+/// Whether a request whose `kid` is unknown may wait for keys.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Wait {
+    Allowed,
+    /// It already waited. `keys_changed`: a fetch finished meanwhile, so a kid still unknown
+    /// is remembered as absent (refused at once until the published keys change).
+    Over {
+        keys_changed: bool,
+    },
+}
+
+/// What became of one verification pass of a token request.
 #[derive(Debug)]
 pub enum Step {
-    /// Not ours: let the request continue.
-    Continue,
-    Reply(Answer),
-    /// Refetch these JWKS sources (already claimed), then call [`Worker::mint`] again.
-    FetchKeys(Vec<usize>),
-    /// The `kid` is unknown and this request may not refetch now (a fetch is in flight, or the
-    /// budget is spent): park it until the keys change or [`Worker::max_wait_ms`] ends, then
-    /// call [`Worker::mint`] again with `may_refetch` false.
+    Reply(Reply),
+    /// The `kid` is unknown and a JWKS fetch may still publish it: park the request until the
+    /// keys change or [`Worker::max_wait_ms`] ends, then call [`Worker::mint`] again with
+    /// [`Wait::Over`].
     AwaitKeys,
     /// Send this callout to RGW.
     CallSts(StsCall),
 }
 
-/// An HTTP callout, ready for `dispatch_http_call`.
-#[derive(Debug)]
-pub struct Callout {
-    pub cluster: String,
-    pub headers: Vec<(&'static str, String)>,
-    pub body: Option<Vec<u8>>,
-    pub timeout_ms: u64,
-}
-
 #[derive(Debug)]
 pub struct StsCall {
     pub callout: Callout,
-    /// Who asked, for the access log line (never a secret).
+    /// Who asked, for the mint log line (never a secret).
     pub caller: String,
     pub session: String,
     pub tenant: Option<String>,
 }
 
-/// How an RGW callout ended, as the glue saw it.
-pub enum CalloutResult<'a> {
+/// How an RGW callout ended.
+pub enum StsAnswer<'a> {
     /// `dispatch_http_call` itself failed (unknown cluster, bad headers).
     DispatchFailed,
     /// No `:status` came back: the connection was reset.
@@ -80,15 +78,15 @@ pub struct Worker {
     /// kids a completed fetch did not publish, with the key set they were missing from: one
     /// wait per kid per change of the published keys, then an immediate 401 (forged kids
     /// cannot hold requests or trigger refetches).
-    absent_kids: HashMap<String, u64>,
+    absent_kids: HashMap<TokenDigest, u64>,
     /// Random per VM (WASI `random_get` via std's hasher seed): keeps session-name suffixes of
     /// different workers apart even for requests in the same millisecond.
     nonce: u64,
 }
 
-const MAX_ABSENT_KIDS: usize = 1024;
-
-const HEALTHZ_BODY: &[u8] = b"{\"Status\": \"ok\"}";
+/// Bound of the absent-kid memory: entries are digests, so this is also its bound in bytes
+/// (about 64 KiB).
+pub const MAX_ABSENT_KIDS: usize = 1024;
 
 impl Worker {
     pub fn new(config: Config) -> Worker {
@@ -109,9 +107,11 @@ impl Worker {
                 clock_skew_seconds: config.clock_skew_seconds,
                 algorithms: config.algorithms.clone(),
                 max_token_bytes: config.max_token_bytes,
+                max_lifetime_seconds: config.max_token_lifetime_seconds,
+                authorized_parties: config.authorized_parties.clone(),
             },
             versions: vec![0; source_cfgs.len()],
-            cache: TokenCache::new(config.token_cache_entries),
+            cache: TokenCache::new(config.token_cache_entries, config.token_cache_bytes),
             signing: SigningKeyCache::new(),
             seq: 0,
             absent_kids: HashMap::new(),
@@ -121,6 +121,11 @@ impl Worker {
             source_cfgs,
             source_keys,
         }
+    }
+
+    /// Random per VM: tells this VM's entries in shared data apart from other VMs'.
+    pub fn vm_id(&self) -> u64 {
+        self.nonce
     }
 
     /// Changes whenever any source's keys change: parked requests compare it.
@@ -140,7 +145,17 @@ impl Worker {
             .unwrap_or(1000)
     }
 
-    fn remember_absent(&mut self, kid: String, content: u64) {
+    /// Entries in the absent-kid memory (for the property tests).
+    pub fn absent_kids(&self) -> usize {
+        self.absent_kids.len()
+    }
+
+    /// Entries in the verified-token cache and their bytes (for the property tests).
+    pub fn token_cache_usage(&self) -> (usize, usize) {
+        (self.cache.len(), self.cache.bytes())
+    }
+
+    fn remember_absent(&mut self, kid: TokenDigest, content: u64) {
         if self.absent_kids.len() >= MAX_ABSENT_KIDS {
             self.absent_kids.retain(|_, c| *c == content);
             if self.absent_kids.len() >= MAX_ABSENT_KIDS {
@@ -292,104 +307,74 @@ impl Worker {
         }
     }
 
-    /// Entry point for a request's headers. `headers` include the pseudo-headers.
-    pub fn on_request<S: SharedStore>(
-        &mut self,
-        store: &S,
-        headers: &[(String, String)],
-        now_ms: u64,
-        unique: u64,
-    ) -> Step {
-        let get = |name: &str| {
-            headers
-                .iter()
-                .find(|(n, _)| n == name)
-                .map(|(_, v)| v.as_str())
-                .unwrap_or_default()
-        };
-        match route(&self.config.prefix, get(":method"), get(":path")) {
-            Route::PassThrough => Step::Continue,
-            Route::Healthz => Step::Reply(Answer {
-                status: 200,
-                reason: "healthz",
-                headers: vec![("content-type", "application/json".into())],
-                body: HEALTHZ_BODY.to_vec(),
-            }),
-            Route::NotFound => Step::Reply(self.answer(&Error::NotFound)),
-            Route::MethodNotAllowed { allow } => {
-                Step::Reply(self.answer(&Error::MethodNotAllowed { allow }))
-            }
-            Route::Token => self.mint(store, headers, now_ms, unique, true),
-        }
-    }
-
-    /// Token → keys → verify → authorize → signed STS call. `may_refetch` is false on the
-    /// second pass after an unknown-`kid` refetch, so a request triggers at most one.
+    /// Token → keys → verify → authorize → signed STS call. A parked request is verified again
+    /// with [`Wait::Over`], so a request waits for keys at most once.
     pub fn mint<S: SharedStore>(
         &mut self,
         store: &S,
-        headers: &[(String, String)],
+        ask: &Ask,
         now_ms: u64,
         unique: u64,
-        may_refetch: bool,
+        wait: Wait,
     ) -> Step {
-        match self.try_mint(store, headers, now_ms, unique, may_refetch) {
+        match self.try_mint(store, ask, now_ms, unique, wait) {
             Ok(step) => step,
-            Err(e) => Step::Reply(self.answer(&e)),
+            Err(e) => Step::Reply(self.reply(&e)),
         }
     }
 
     fn try_mint<S: SharedStore>(
         &mut self,
         store: &S,
-        headers: &[(String, String)],
+        ask: &Ask,
         now_ms: u64,
         unique: u64,
-        may_refetch: bool,
+        wait: Wait,
     ) -> Result<Step, Error> {
-        let token = bearer_token(headers, self.config.max_token_bytes)?;
         let now = now_ms / 1000;
         // Keys are synced from shared data on every tick of the root context; a request reads
         // shared data itself only when its key is missing (new VM, rotation, first fetch).
-        let mut outcome = self.verify_cached(token, now);
+        let mut outcome = self.verify_cached(&ask.token, now);
         if matches!(
             outcome,
             Err(VerifyError::UnknownKid(_) | VerifyError::Rejected(Error::KeysUnavailable))
         ) && self.sync_keys(store)
         {
-            outcome = self.verify_cached(token, now);
+            outcome = self.verify_cached(&ask.token, now);
         }
         let verified = match outcome {
             Ok(v) => v,
             Err(VerifyError::Rejected(e)) => return Err(e),
             Err(VerifyError::UnknownKid(kid)) => {
+                let kid = digest(&kid);
                 let content = self.keys_content();
-                if !may_refetch || self.absent_kids.get(&kid) == Some(&content) {
+                let refused = Err(Error::InvalidToken(
+                    "signing key (kid) not published by the issuer",
+                ));
+                match wait {
                     // A fetch finished since this kid was first seen and did not publish it,
                     // and the published keys have not changed since.
-                    self.remember_absent(kid, content);
-                    return Err(Error::InvalidToken(
-                        "signing key (kid) not published by the issuer",
-                    ));
+                    _ if self.absent_kids.get(&kid) == Some(&content) => return refused,
+                    Wait::Over { keys_changed } => {
+                        if keys_changed {
+                            self.remember_absent(kid, content);
+                        }
+                        return refused;
+                    }
+                    Wait::Allowed => {}
                 }
-                let claimed: Vec<usize> = (0..self.source_count())
-                    .filter(|&i| self.store(store, i).claim_refetch(now_ms, &self.timing(i)))
-                    .collect();
-                if !claimed.is_empty() {
-                    return Ok(Step::FetchKeys(claimed));
-                }
-                // A fetch is in flight, or the refetch budget is spent (perhaps by a forged
-                // kid): wait for that fetch, or for the root's refetch once the budget renews,
-                // so a genuinely rotated key is never refused.
+                // Wait for the fetch in flight, or for the root's refetch once the budget
+                // allows, so a genuinely rotated key is never refused.
                 return Ok(Step::AwaitKeys);
             }
         };
-        let tenant = headers
-            .iter()
-            .find(|(n, _)| n == "cray-tenant-name")
-            .map(|(_, v)| v.as_str());
-        authorize(&verified.claims, &self.config.rules, tenant)?;
-        Ok(Step::CallSts(self.sts_call(&verified, tenant, now, unique)))
+        authorize(&verified.claims, &self.config.rules, ask.tenant.as_deref())?;
+        Ok(Step::CallSts(self.sts_call(
+            &verified,
+            ask.tenant.as_deref(),
+            now,
+            unique,
+        )))
     }
 
     fn verify_cached(&mut self, token: &str, now: u64) -> Result<Verified, VerifyError> {
@@ -404,7 +389,7 @@ impl Worker {
             return Ok(hit);
         }
         let verified = verify(token, now, &self.sources, &self.policy)?;
-        self.cache.insert(key, verified.clone());
+        self.cache.insert(key, verified.clone(), token.len());
         Ok(verified)
     }
 
@@ -458,11 +443,11 @@ impl Worker {
     }
 
     /// RGW's answer (or its absence) → the client's answer.
-    pub fn sts_answered(&self, result: CalloutResult<'_>) -> Result<Answer, Error> {
-        let (status, body, body_size) = match result {
-            CalloutResult::DispatchFailed => return Err(Error::RgwUnavailable),
-            CalloutResult::Reset => return Err(Error::RgwBadAnswer("connection reset")),
-            CalloutResult::Answered {
+    pub fn sts_reply(&self, answer: StsAnswer<'_>) -> Result<Reply, Error> {
+        let (status, body, body_size) = match answer {
+            StsAnswer::DispatchFailed => return Err(Error::RgwUnavailable),
+            StsAnswer::Reset => return Err(Error::RgwBadAnswer("connection reset")),
+            StsAnswer::Answered {
                 status,
                 body,
                 body_size,
@@ -485,7 +470,7 @@ impl Worker {
         };
         let body = credentials::response_body(&creds, &self.config.rgw.endpoint_url)
             .map_err(|_| Error::RgwBadAnswer("Expiration is not an RFC 3339 UTC time"))?;
-        Ok(Answer {
+        Ok(Reply {
             status: 201,
             reason: "minted",
             headers: vec![
@@ -497,8 +482,8 @@ impl Worker {
         })
     }
 
-    pub fn answer(&self, e: &Error) -> Answer {
-        e.answer(&self.config.realm)
+    pub fn reply(&self, e: &Error) -> Reply {
+        e.reply(&self.config.realm)
     }
 
     #[cfg(test)]
@@ -557,15 +542,12 @@ mod tests {
         Worker::new(config())
     }
 
-    fn req(method: &str, path: &str, auth: Option<String>) -> Vec<(String, String)> {
-        let mut h = vec![
-            (":method".to_string(), method.to_string()),
-            (":path".to_string(), path.to_string()),
-        ];
-        if let Some(a) = auth {
-            h.push(("authorization".into(), a));
+    pub(crate) fn ask(token: &str) -> Ask {
+        Ask {
+            token: token.to_string(),
+            tenant: None,
+            request_id: "-".into(),
         }
-        h
     }
 
     fn token_for(user: &str, roles: &[&str], kid: &str, key: usize) -> String {
@@ -587,42 +569,11 @@ mod tests {
     }
 
     #[test]
-    fn routes() {
-        let shared = MemoryStore::default();
-        let mut w = worker_with_keys(&shared);
-        assert!(matches!(
-            w.on_request(&shared, &req("GET", "/other", None), NOW_MS, 1),
-            Step::Continue
-        ));
-        match w.on_request(&shared, &req("GET", "/apis/sts/healthz", None), NOW_MS, 1) {
-            Step::Reply(a) => assert_eq!((a.status, a.body.as_slice()), (200, HEALTHZ_BODY)),
-            other => panic!("{other:?}"),
-        }
-        assert_eq!(
-            status(&w.on_request(&shared, &req("GET", "/apis/sts/token", None), NOW_MS, 1)),
-            405
-        );
-        assert_eq!(
-            status(&w.on_request(&shared, &req("PUT", "/apis/sts/nope", None), NOW_MS, 1)),
-            404
-        );
-        assert_eq!(
-            status(&w.on_request(&shared, &req("PUT", "/apis/sts/token", None), NOW_MS, 1)),
-            401
-        );
-    }
-
-    #[test]
     fn admin_gets_a_signed_sts_call() {
         let shared = MemoryStore::default();
         let mut w = worker_with_keys(&shared);
         let t = token_for("admin", &["admin"], "sig-1", 0);
-        let step = w.on_request(
-            &shared,
-            &req("PUT", "/apis/sts/token", Some(format!("Bearer {t}"))),
-            NOW_MS,
-            7,
-        );
+        let step = w.mint(&shared, &ask(&t), NOW_MS, 7, Wait::Allowed);
         let Step::CallSts(call) = step else {
             panic!("{step:?}")
         };
@@ -648,24 +599,26 @@ mod tests {
     fn denials() {
         let shared = MemoryStore::default();
         let mut w = worker_with_keys(&shared);
-        let put = |t: &str| req("PUT", "/apis/sts/token", Some(format!("Bearer {t}")));
+        let put = |t: &str| ask(t);
         let user = token_for("user", &["user"], "sig-1", 0);
-        assert_eq!(status(&w.on_request(&shared, &put(&user), NOW_MS, 1)), 403);
+        assert_eq!(
+            status(&w.mint(&shared, &put(&user), NOW_MS, 1, Wait::Allowed)),
+            403
+        );
         let admin = token_for("admin", &["admin"], "sig-1", 0);
         let mut h = put(&admin);
-        h.push(("cray-tenant-name".into(), "Not_A_Label".into()));
-        assert_eq!(status(&w.on_request(&shared, &h, NOW_MS, 1)), 403);
-        h.pop();
-        h.push(("cray-tenant-name".into(), "vcluster-blue".into()));
-        assert_eq!(status(&w.on_request(&shared, &h, NOW_MS, 1)), 0);
+        h.tenant = Some("Not_A_Label".into());
+        assert_eq!(status(&w.mint(&shared, &h, NOW_MS, 1, Wait::Allowed)), 403);
+        h.tenant = Some("vcluster-blue".into());
+        assert_eq!(status(&w.mint(&shared, &h, NOW_MS, 1, Wait::Allowed)), 0);
         // Cached now; still expires on time.
         assert_eq!(
-            status(&w.on_request(&shared, &put(&admin), NOW_MS + 3_661_000, 1)),
+            status(&w.mint(&shared, &put(&admin), NOW_MS + 3_661_000, 1, Wait::Allowed)),
             401
         );
         let forged = token_for("admin", &["admin"], "sig-1", 1);
         assert_eq!(
-            status(&w.on_request(&shared, &put(&forged), NOW_MS, 1)),
+            status(&w.mint(&shared, &put(&forged), NOW_MS, 1, Wait::Allowed)),
             401
         );
     }
@@ -675,12 +628,7 @@ mod tests {
         let shared = MemoryStore::default();
         let mut w = Worker::new(config());
         let t = token_for("admin", &["admin"], "sig-1", 0);
-        let step = w.on_request(
-            &shared,
-            &req("PUT", "/apis/sts/token", Some(format!("Bearer {t}"))),
-            NOW_MS,
-            1,
-        );
+        let step = w.mint(&shared, &ask(&t), NOW_MS, 1, Wait::Allowed);
         let Step::Reply(a) = step else { panic!() };
         assert_eq!(a.status, 503);
         assert!(a.headers.iter().any(|(n, _)| *n == "retry-after"));
@@ -691,20 +639,23 @@ mod tests {
         let shared = MemoryStore::default();
         let mut w = worker_with_keys(&shared);
         let rotated = token_for("admin", &["admin"], "sig-2", 1);
-        let h = req("PUT", "/apis/sts/token", Some(format!("Bearer {rotated}")));
+        let h = ask(&rotated);
         let later = NOW_MS + 31_000;
-        let step = w.on_request(&shared, &h, later, 1);
-        let Step::FetchKeys(sources) = step else {
-            panic!("{step:?}")
-        };
-        assert_eq!(sources, vec![0]);
-        // A second request meanwhile does not trigger another fetch: it waits for this one.
+        let step = w.mint(&shared, &h, later, 1, Wait::Allowed);
+        assert!(matches!(step, Step::AwaitKeys), "{step:?}");
+        // The root claims the refetch once for every waiting request.
+        assert_eq!(w.claim_refetches(&shared, later), vec![0]);
+        assert!(w.claim_refetches(&shared, later).is_empty(), "lease held");
+        // A second request meanwhile waits for that fetch too.
         assert!(matches!(
-            w.on_request(&shared, &h, later, 1),
+            w.mint(&shared, &h, later, 1, Wait::Allowed),
             Step::AwaitKeys
         ));
         // Waiting ends in a verdict, never another wait or fetch.
-        assert_eq!(status(&w.mint(&shared, &h, later, 1, false)), 401);
+        assert_eq!(
+            status(&w.mint(&shared, &h, later, 1, Wait::Over { keys_changed: true })),
+            401
+        );
         let generation = w.keys_generation();
         w.jwks_fetched(
             &shared,
@@ -719,13 +670,16 @@ mod tests {
             generation,
             "parked requests see the change"
         );
-        assert_eq!(status(&w.mint(&shared, &h, later, 1, false)), 0);
+        assert_eq!(
+            status(&w.mint(&shared, &h, later, 1, Wait::Over { keys_changed: true })),
+            0
+        );
         // The old key left the JWKS: no refetch right away (budget spent), the request waits
         // for the next one and is then refused.
         let old = token_for("admin", &["admin"], "sig-1", 0);
-        let h_old = req("PUT", "/apis/sts/token", Some(format!("Bearer {old}")));
+        let h_old = ask(&old);
         assert!(matches!(
-            w.on_request(&shared, &h_old, later + 1, 1),
+            w.mint(&shared, &h_old, later + 1, 1, Wait::Allowed),
             Step::AwaitKeys
         ));
         assert!(w.claim_refetches(&shared, later + 1).is_empty());
@@ -735,12 +689,21 @@ mod tests {
             "budget renewed"
         );
         assert_eq!(
-            status(&w.mint(&shared, &h_old, later + 5_001, 1, false)),
+            status(&w.mint(
+                &shared,
+                &h_old,
+                later + 5_001,
+                1,
+                Wait::Over { keys_changed: true }
+            )),
             401
         );
         // Another worker picks the new keys up from shared data.
         let mut other = Worker::new(config());
-        assert_eq!(status(&other.on_request(&shared, &h, later + 2, 1)), 0);
+        assert_eq!(
+            status(&other.mint(&shared, &h, later + 2, 1, Wait::Allowed)),
+            0
+        );
     }
 
     #[test]
@@ -748,23 +711,28 @@ mod tests {
         let shared = MemoryStore::default();
         let mut w = worker_with_keys(&shared);
         let forged = token_for("admin", &["admin"], "forged", 1);
-        let h = req("PUT", "/apis/sts/token", Some(format!("Bearer {forged}")));
+        let h = ask(&forged);
         let t = NOW_MS + 10_000;
-        // Budget available: this request refetches; the JWKS comes back without the kid.
+        // Budget available: the request waits, the root refetches; the JWKS comes back
+        // without the kid.
         assert!(matches!(
-            w.on_request(&shared, &h, t, 1),
-            Step::FetchKeys(_)
+            w.mint(&shared, &h, t, 1, Wait::Allowed),
+            Step::AwaitKeys
         ));
+        assert_eq!(w.claim_refetches(&shared, t), vec![0]);
         w.jwks_fetched(&shared, 0, Some(200), Some(&jwks_doc(&[(0, "sig-1")])), t)
             .unwrap();
-        assert_eq!(status(&w.mint(&shared, &h, t, 1, false)), 401);
+        assert_eq!(
+            status(&w.mint(&shared, &h, t, 1, Wait::Over { keys_changed: true })),
+            401
+        );
         // The same kid again: refused at once, no wait, no fetch.
-        assert_eq!(status(&w.on_request(&shared, &h, t + 1, 1)), 401);
+        assert_eq!(status(&w.mint(&shared, &h, t + 1, 1, Wait::Allowed)), 401);
         // Another unseen kid while the budget is spent waits for the next fetch instead.
         let other = token_for("admin", &["admin"], "rotated-in", 1);
-        let h2 = req("PUT", "/apis/sts/token", Some(format!("Bearer {other}")));
+        let h2 = ask(&other);
         assert!(matches!(
-            w.on_request(&shared, &h2, t + 2, 1),
+            w.mint(&shared, &h2, t + 2, 1, Wait::Allowed),
             Step::AwaitKeys
         ));
         // A refetch returning the same keys does not give the forged kid another wait.
@@ -772,15 +740,24 @@ mod tests {
         let same = jwks_doc(&[(0, "sig-1")]);
         w.jwks_fetched(&shared, 0, Some(200), Some(&same), t + 5_001)
             .unwrap();
-        assert_eq!(status(&w.on_request(&shared, &h, t + 5_002, 1)), 401);
+        assert_eq!(
+            status(&w.mint(&shared, &h, t + 5_002, 1, Wait::Allowed)),
+            401
+        );
         // Once the published keys change, it gets one more chance (it might be the new key).
         assert!(!w.claim_refetches(&shared, t + 10_002).is_empty());
         let rotated = jwks_doc(&[(0, "sig-1"), (1, "rotated-in")]);
         w.jwks_fetched(&shared, 0, Some(200), Some(&rotated), t + 10_003)
             .unwrap();
-        let resumed = w.mint(&shared, &h2, t + 10_004, 1, false);
+        let resumed = w.mint(
+            &shared,
+            &h2,
+            t + 10_004,
+            1,
+            Wait::Over { keys_changed: true },
+        );
         assert_eq!(status(&resumed), 0, "rotated-in key works");
-        let again = w.on_request(&shared, &h, t + 10_005, 1);
+        let again = w.mint(&shared, &h, t + 10_005, 1, Wait::Allowed);
         assert!(!matches!(again, Step::Reply(_)), "{again:?}");
     }
 
@@ -799,28 +776,27 @@ mod tests {
             .is_err());
         assert!(w.jwks_fetched(&shared, 0, None, None, NOW_MS + 4).is_err());
         let t = token_for("admin", &["admin"], "sig-1", 0);
-        let h = req("PUT", "/apis/sts/token", Some(format!("Bearer {t}")));
+        let h = ask(&t);
         assert_eq!(
-            status(&Worker::new(config()).on_request(&shared, &h, NOW_MS + 5, 1)),
+            status(&Worker::new(config()).mint(&shared, &h, NOW_MS + 5, 1, Wait::Allowed)),
             0
         );
-        assert_eq!(status(&w.on_request(&shared, &h, NOW_MS + 5, 1)), 0);
+        assert_eq!(
+            status(&w.mint(&shared, &h, NOW_MS + 5, 1, Wait::Allowed)),
+            0
+        );
     }
 
     #[test]
     fn signing_key_derived_once_per_day() {
         let shared = MemoryStore::default();
         let mut w = worker_with_keys(&shared);
-        let h = req(
-            "PUT",
-            "/apis/sts/token",
-            Some(format!(
-                "Bearer {}",
-                token_for("admin", &["admin"], "sig-1", 0)
-            )),
-        );
+        let h = ask(&token_for("admin", &["admin"], "sig-1", 0));
         for i in 0..50 {
-            assert_eq!(status(&w.on_request(&shared, &h, NOW_MS + i * 10, i)), 0);
+            assert_eq!(
+                status(&w.mint(&shared, &h, NOW_MS + i * 10, i, Wait::Allowed)),
+                0
+            );
         }
         assert_eq!(w.signing_key_derivations(), 1);
     }
@@ -831,7 +807,7 @@ mod tests {
     fn rgw_answers() {
         let w = Worker::new(config());
         let ok = w
-            .sts_answered(CalloutResult::Answered {
+            .sts_reply(StsAnswer::Answered {
                 status: 200,
                 body: OK_XML.as_bytes(),
                 body_size: OK_XML.len(),
@@ -845,7 +821,7 @@ mod tests {
         assert!(ok.headers.contains(&("cache-control", "no-store".into())));
         let denied = "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Error><Code>AccessDenied</Code><Message></Message><RequestId>x</RequestId><HostId>y</HostId></Error>";
         let answered = |status: u16, body: &str| {
-            w.sts_answered(CalloutResult::Answered {
+            w.sts_reply(StsAnswer::Answered {
                 status,
                 body: body.as_bytes(),
                 body_size: body.len(),
@@ -868,18 +844,13 @@ mod tests {
         );
         assert_eq!(answered(500, "boom").unwrap_err().status(), 502);
         assert_eq!(answered(200, "<garbage").unwrap_err().status(), 502);
+        assert_eq!(w.sts_reply(StsAnswer::Reset).unwrap_err().status(), 502);
         assert_eq!(
-            w.sts_answered(CalloutResult::Reset).unwrap_err().status(),
-            502
-        );
-        assert_eq!(
-            w.sts_answered(CalloutResult::DispatchFailed)
-                .unwrap_err()
-                .status(),
+            w.sts_reply(StsAnswer::DispatchFailed).unwrap_err().status(),
             503
         );
         assert_eq!(
-            w.sts_answered(CalloutResult::Answered {
+            w.sts_reply(StsAnswer::Answered {
                 status: 200,
                 body: b"",
                 body_size: 10 << 20

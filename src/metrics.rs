@@ -1,19 +1,19 @@
-//! Counters and a histogram in Envoy's stats. The names are an operator-facing interface (README
-//! "Deploying in Istio" > "Observe"); keep them stable:
+//! The filter's metrics, named here once. The names are an operator-facing interface
+//! (docs "Observe"); keep them stable:
 //!
-//! - `sts_gateway_requests_<reason>`: every answer of the filter by `Answer::reason` (`minted`, ...)
+//! - `sts_gateway_requests_<reason>`: every reply of the filter by `Reply::reason` (`minted`, ...)
 //! - `sts_gateway_jwks_fetches_ok` / `sts_gateway_jwks_fetches_failed`
 //! - `sts_gateway_rgw_answers_<2xx|4xx|5xx|none>`: the STS callout's status class
 //! - `sts_gateway_rgw_latency_ms` (histogram): request taken → RGW's answer
+//! - `sts_gateway_parked` (gauge): requests of this VM waiting for keys
+//! - `sts_gateway_vm_memory_bytes` (gauge): the largest linear memory of any live VM
 //!
 //! `/stats` shows them as `wasmcustom.<name>`; `/stats/prometheus` prints the custom `wasmcustom`
 //! namespace without it (`sts_gateway_*`), and `envoy/envoy.yaml`'s `stats_tags` turn the suffix
 //! into a `reason` / `class` / `result` label. Defining a metric is per VM; Envoy merges equal names.
-use proxy_wasm::hostcalls::{define_metric, increment_metric, record_metric};
-use proxy_wasm::types::MetricType;
 
-/// Every label an answer can carry (`Answer::reason`), each its own counter.
-const REASONS: &[&str] = &[
+/// Every label a reply can carry (`Reply::reason`), each its own counter.
+pub const REASONS: &[&str] = &[
     "minted",
     "healthz",
     "not_found",
@@ -27,74 +27,125 @@ const REASONS: &[&str] = &[
     "rgw_unavailable",
     "rgw_timeout",
     "rgw_bad_answer",
+    "client_gone",
 ];
 
-#[derive(Default)]
-pub struct Metrics {
-    answers: Vec<(&'static str, u32)>,
-    jwks_ok: Option<u32>,
-    jwks_failed: Option<u32>,
-    rgw_by_class: Vec<(&'static str, u32)>,
-    rgw_latency: Option<u32>,
+const RGW_CLASSES: &[&str] = &["2xx", "4xx", "5xx", "none"];
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Counter,
+    Gauge,
+    Histogram,
 }
 
-fn counter(name: &str) -> Option<u32> {
-    define_metric(MetricType::Counter, name).ok()
+/// One observation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Metric {
+    /// A request ended with this reason (a reply, or `client_gone`).
+    Ended(&'static str),
+    JwksFetch {
+        ok: bool,
+    },
+    RgwAnswer {
+        status: Option<u16>,
+    },
+    RgwLatencyMs(u64),
+    Parked(u64),
+    VmMemoryBytes(u64),
 }
 
-fn bump(id: Option<u32>) {
-    if let Some(id) = id {
-        let _ = increment_metric(id, 1);
-    }
-}
-
-impl Metrics {
-    pub fn define() -> Metrics {
-        let answers = REASONS
+/// Every metric's name and kind, in a fixed order: the adapter defines them once and keeps the
+/// host's ids in this order.
+pub fn all() -> Vec<(String, Kind)> {
+    let mut v: Vec<(String, Kind)> = REASONS
+        .iter()
+        .map(|r| (format!("sts_gateway_requests_{r}"), Kind::Counter))
+        .collect();
+    v.push(("sts_gateway_jwks_fetches_ok".into(), Kind::Counter));
+    v.push(("sts_gateway_jwks_fetches_failed".into(), Kind::Counter));
+    v.extend(
+        RGW_CLASSES
             .iter()
-            .filter_map(|r| counter(&format!("sts_gateway_requests_{r}")).map(|id| (*r, id)))
-            .collect();
-        let rgw_by_class = ["2xx", "4xx", "5xx", "none"]
-            .iter()
-            .filter_map(|c| counter(&format!("sts_gateway_rgw_answers_{c}")).map(|id| (*c, id)))
-            .collect();
-        Metrics {
-            answers,
-            jwks_ok: counter("sts_gateway_jwks_fetches_ok"),
-            jwks_failed: counter("sts_gateway_jwks_fetches_failed"),
-            rgw_by_class,
-            rgw_latency: define_metric(MetricType::Histogram, "sts_gateway_rgw_latency_ms").ok(),
-        }
-    }
+            .map(|c| (format!("sts_gateway_rgw_answers_{c}"), Kind::Counter)),
+    );
+    v.push(("sts_gateway_rgw_latency_ms".into(), Kind::Histogram));
+    v.push(("sts_gateway_parked".into(), Kind::Gauge));
+    v.push(("sts_gateway_vm_memory_bytes".into(), Kind::Gauge));
+    v
+}
 
-    pub fn answered(&self, reason: &str) {
-        bump(
-            self.answers
-                .iter()
-                .find(|(r, _)| *r == reason)
-                .map(|(_, id)| *id),
+impl Metric {
+    /// Index into [`all`] and the value to add (counters) or record (gauges, histograms).
+    pub fn index_and_value(self) -> Option<(usize, u64)> {
+        let base_jwks = REASONS.len();
+        let base_rgw = base_jwks + 2;
+        let latency = base_rgw + RGW_CLASSES.len();
+        Some(match self {
+            Metric::Ended(reason) => (REASONS.iter().position(|r| *r == reason)?, 1),
+            Metric::JwksFetch { ok } => (base_jwks + usize::from(!ok), 1),
+            Metric::RgwAnswer { status } => {
+                let class = match status {
+                    Some(200..=299) => 0,
+                    Some(400..=499) => 1,
+                    Some(_) => 2,
+                    None => 3,
+                };
+                (base_rgw + class, 1)
+            }
+            Metric::RgwLatencyMs(ms) => (latency, ms),
+            Metric::Parked(n) => (latency + 1, n),
+            Metric::VmMemoryBytes(b) => (latency + 2, b),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_metric_maps_to_its_name() {
+        let names = all();
+        let name = |m: Metric| names[m.index_and_value().unwrap().0].0.clone();
+        assert_eq!(name(Metric::Ended("minted")), "sts_gateway_requests_minted");
+        assert_eq!(
+            name(Metric::Ended("client_gone")),
+            "sts_gateway_requests_client_gone"
         );
-    }
-
-    pub fn jwks_fetch(&self, ok: bool) {
-        bump(if ok { self.jwks_ok } else { self.jwks_failed });
-    }
-
-    pub fn rgw_answer(&self, status: Option<u16>, latency_ms: u64) {
-        let class = match status {
-            Some(200..=299) => "2xx",
-            Some(400..=499) => "4xx",
-            Some(_) => "5xx",
-            None => "none",
-        };
-        bump(
-            self.rgw_by_class
-                .iter()
-                .find(|(c, _)| *c == class)
-                .map(|(_, id)| *id),
+        assert_eq!(
+            name(Metric::JwksFetch { ok: true }),
+            "sts_gateway_jwks_fetches_ok"
         );
-        if let Some(id) = self.rgw_latency {
-            let _ = record_metric(id, latency_ms);
+        assert_eq!(
+            name(Metric::JwksFetch { ok: false }),
+            "sts_gateway_jwks_fetches_failed"
+        );
+        assert_eq!(
+            name(Metric::RgwAnswer { status: Some(200) }),
+            "sts_gateway_rgw_answers_2xx"
+        );
+        assert_eq!(
+            name(Metric::RgwAnswer { status: Some(403) }),
+            "sts_gateway_rgw_answers_4xx"
+        );
+        assert_eq!(
+            name(Metric::RgwAnswer { status: Some(503) }),
+            "sts_gateway_rgw_answers_5xx"
+        );
+        assert_eq!(
+            name(Metric::RgwAnswer { status: None }),
+            "sts_gateway_rgw_answers_none"
+        );
+        assert_eq!(name(Metric::RgwLatencyMs(3)), "sts_gateway_rgw_latency_ms");
+        assert_eq!(name(Metric::Parked(3)), "sts_gateway_parked");
+        assert_eq!(
+            name(Metric::VmMemoryBytes(3)),
+            "sts_gateway_vm_memory_bytes"
+        );
+        assert_eq!(Metric::Ended("no such reason").index_and_value(), None);
+        for r in REASONS {
+            assert!(Metric::Ended(r).index_and_value().is_some());
         }
     }
 }

@@ -2,7 +2,7 @@
 //! RSA check (about 0.5 ms in V8) is done once per token. Keyed by SHA-256 of the token, bounded,
 //! never used past the token's `exp`, and dropped when the key that verified it leaves the JWKS.
 //! The caller still runs the claim checks and rules on every hit; failures are never inserted.
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap};
 
 use sha2::{Digest, Sha256};
 
@@ -14,19 +14,36 @@ pub fn digest(token: &str) -> TokenDigest {
     Sha256::digest(token.as_bytes()).into()
 }
 
+/// Fixed cost of an entry besides its claims (digest twice, sequence, `Verified`, map slots).
+const ENTRY_OVERHEAD: usize = 160;
+
+struct Entry {
+    seq: u64,
+    bytes: usize,
+    verified: Verified,
+}
+
+/// Bounded in entries and in bytes. `entries` and `order` always hold the same tokens (every
+/// removal goes through [`TokenCache::remove`]), so eviction is one step per entry removed.
 pub struct TokenCache {
     capacity: usize,
-    entries: HashMap<TokenDigest, Verified>,
-    /// Insertion order, for eviction of the oldest entry when full.
-    order: VecDeque<TokenDigest>,
+    max_bytes: usize,
+    bytes: usize,
+    next_seq: u64,
+    entries: HashMap<TokenDigest, Entry>,
+    /// Insertion order (oldest first), for eviction.
+    order: BTreeMap<u64, TokenDigest>,
 }
 
 impl TokenCache {
-    pub fn new(capacity: usize) -> Self {
+    pub fn new(capacity: usize, max_bytes: usize) -> Self {
         TokenCache {
             capacity,
+            max_bytes,
+            bytes: 0,
+            next_seq: 0,
             entries: HashMap::new(),
-            order: VecDeque::new(),
+            order: BTreeMap::new(),
         }
     }
 
@@ -38,37 +55,79 @@ impl TokenCache {
         self.entries.is_empty()
     }
 
+    /// Bytes accounted to the entries (claims size bound plus fixed overhead).
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+
+    /// Length of the eviction index: equal to [`TokenCache::len`] at all times.
+    pub fn order_len(&self) -> usize {
+        self.order.len()
+    }
+
     /// A still-usable earlier verification of this token, if any.
     pub fn get(&mut self, key: &TokenDigest, now: u64, sources: &[Source]) -> Option<Verified> {
-        let hit = self.entries.get(key)?;
+        let hit = &self.entries.get(key)?.verified;
         let exp = hit.claims.expires_at.map(|e| e.as_secs()).unwrap_or(0);
         let key_published = sources
             .get(hit.source)
             .and_then(|s| s.keys.as_deref())
             .is_some_and(|set| set.has(hit.kid.as_deref(), &hit.fingerprint));
         if now > exp || !key_published {
-            self.entries.remove(key);
+            self.remove(key);
             return None;
         }
         Some(hit.clone())
     }
 
-    pub fn insert(&mut self, key: TokenDigest, verified: Verified) {
-        if self.capacity == 0 {
-            return;
+    /// Remembers a verification; `token_len` bounds the size of its claims. Evicts the oldest
+    /// entries until both bounds hold; returns how many it evicted.
+    pub fn insert(&mut self, key: TokenDigest, verified: Verified, token_len: usize) -> usize {
+        let bytes = token_len.saturating_add(ENTRY_OVERHEAD);
+        if self.capacity == 0 || bytes > self.max_bytes {
+            return 0;
         }
-        if self.entries.insert(key, verified).is_some() {
-            return;
-        }
-        self.order.push_back(key);
-        while self.entries.len() > self.capacity || self.order.len() > 2 * self.capacity {
-            match self.order.pop_front() {
-                Some(old) if old != key => {
-                    self.entries.remove(&old);
-                }
-                Some(_) => self.order.push_back(key),
-                None => break,
+        self.remove(&key);
+        let seq = self.next_seq;
+        self.next_seq = self.next_seq.wrapping_add(1);
+        self.order.insert(seq, key);
+        self.entries.insert(
+            key,
+            Entry {
+                seq,
+                bytes,
+                verified,
+            },
+        );
+        self.bytes = self.bytes.saturating_add(bytes);
+        let mut evicted = 0;
+        // Each pass removes one entry, so this ends after at most `len` passes.
+        for _ in 0..self.entries.len() {
+            if self.entries.len() <= self.capacity && self.bytes <= self.max_bytes {
+                break;
             }
+            let Some((_, oldest)) = self.order.pop_first() else {
+                break;
+            };
+            if let Some(e) = self.entries.remove(&oldest) {
+                self.bytes = self.bytes.saturating_sub(e.bytes);
+                evicted += 1;
+            }
+        }
+        evicted
+    }
+
+    /// Empties the cache (configuration change).
+    pub fn clear(&mut self) {
+        self.entries.clear();
+        self.order.clear();
+        self.bytes = 0;
+    }
+
+    fn remove(&mut self, key: &TokenDigest) {
+        if let Some(e) = self.entries.remove(key) {
+            self.order.remove(&e.seq);
+            self.bytes = self.bytes.saturating_sub(e.bytes);
         }
     }
 }
@@ -88,8 +147,8 @@ mod tests {
         let s = sources();
         let t = good_token();
         let v = verify(&t, NOW, &s, &policy()).unwrap();
-        let mut c = TokenCache::new(10);
-        c.insert(digest(&t), v);
+        let mut c = TokenCache::new(10, 1 << 20);
+        c.insert(digest(&t), v, t.len());
         assert!(c.get(&digest(&t), NOW, &s).is_some());
         assert!(c.get(&digest("other"), NOW, &s).is_none());
         // Past exp (NOW + 3600) the entry is gone, even though the signature was good.
@@ -101,8 +160,8 @@ mod tests {
     fn dropped_when_key_leaves_jwks() {
         let s = sources();
         let t = good_token();
-        let mut c = TokenCache::new(10);
-        c.insert(digest(&t), verify(&t, NOW, &s, &policy()).unwrap());
+        let mut c = TokenCache::new(10, 1 << 20);
+        c.insert(digest(&t), verify(&t, NOW, &s, &policy()).unwrap(), t.len());
         // Rotated: same issuer, only the other key published now.
         let doc = serde_json::json!({"keys": [jwk_json(&keypairs()[1], "sig-2", "sig", "RS256")]});
         let rotated = vec![Source {
@@ -121,7 +180,7 @@ mod tests {
                 KeySet::parse(doc.to_string().as_bytes(), &["RS256".into()]).unwrap(),
             )),
         }];
-        c.insert(digest(&t), verify(&t, NOW, &s, &policy()).unwrap());
+        c.insert(digest(&t), verify(&t, NOW, &s, &policy()).unwrap(), t.len());
         assert!(c.get(&digest(&t), NOW, &swapped).is_none());
     }
 
@@ -130,15 +189,15 @@ mod tests {
         let s = sources();
         let t = good_token();
         let v = verify(&t, NOW, &s, &policy()).unwrap();
-        let mut c = TokenCache::new(3);
+        let mut c = TokenCache::new(3, 1 << 20);
         for i in 0..10 {
-            c.insert(digest(&format!("t{i}")), v.clone());
+            c.insert(digest(&format!("t{i}")), v.clone(), 100);
         }
         assert_eq!(c.len(), 3);
         assert!(c.get(&digest("t9"), NOW, &s).is_some());
         assert!(c.get(&digest("t0"), NOW, &s).is_none());
-        let mut off = TokenCache::new(0);
-        off.insert(digest(&t), v);
+        let mut off = TokenCache::new(0, 1 << 20);
+        off.insert(digest(&t), v, t.len());
         assert!(off.is_empty());
     }
 }

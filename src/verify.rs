@@ -22,6 +22,10 @@ pub struct Policy {
     pub clock_skew_seconds: u64,
     pub algorithms: Vec<String>,
     pub max_token_bytes: usize,
+    /// `exp - iat` at most this (and `iat` required) when set.
+    pub max_lifetime_seconds: Option<u64>,
+    /// `azp` must be one of these when set.
+    pub authorized_parties: Option<Vec<String>>,
 }
 
 /// A token whose signature checked out, and which key vouched for it.
@@ -160,9 +164,35 @@ pub fn check_claims(
             return Err(Error::InvalidToken("token issued in the future (iat)"));
         }
     }
+    if let Some(max) = policy.max_lifetime_seconds {
+        let iat = claims
+            .issued_at
+            .ok_or(Error::InvalidToken("token has no iat"))?
+            .as_secs();
+        if exp.saturating_sub(iat) > max {
+            return Err(Error::InvalidToken(
+                "token lifetime exceeds the allowed maximum",
+            ));
+        }
+    }
     match &claims.issuer {
         Some(iss) if issuers.contains(iss) => {}
         _ => return Err(Error::InvalidToken("issuer not accepted")),
+    }
+    // Keycloak marks access tokens `typ: Bearer`; an ID or refresh token is not a credential
+    // for this API even when its `aud` matches.
+    match claims.custom.get("typ") {
+        None => {}
+        Some(serde_json::Value::String(t)) if t == "Bearer" => {}
+        Some(_) => return Err(Error::InvalidToken("token type (typ) is not Bearer")),
+    }
+    if let Some(parties) = &policy.authorized_parties {
+        let azp = claims.custom.get("azp").and_then(|v| v.as_str());
+        if !azp.is_some_and(|azp| parties.iter().any(|p| p == azp)) {
+            return Err(Error::InvalidToken(
+                "token was issued to a client not accepted (azp)",
+            ));
+        }
     }
     // Compared in place: this runs on every request, also on token-cache hits.
     let accepted = match &claims.audiences {
@@ -218,6 +248,8 @@ pub(crate) mod tests {
             clock_skew_seconds: 60,
             algorithms: vec!["RS256".into()],
             max_token_bytes: 16384,
+            max_lifetime_seconds: None,
+            authorized_parties: None,
         }
     }
 
@@ -510,5 +542,82 @@ pub(crate) mod tests {
             b64(&raw_rs256(&keypairs()[0], input.as_bytes()))
         );
         assert!(invalid(&t));
+    }
+
+    fn verdict(extra: Value, policy: &Policy) -> Result<(), Error> {
+        let t = sign(
+            json!({"alg": "RS256", "typ": "JWT", "kid": "sig-1"}),
+            claims(extra),
+            0,
+        );
+        match verify(&t, NOW, &sources(), policy) {
+            Ok(_) => Ok(()),
+            Err(VerifyError::Rejected(e)) => Err(e),
+            Err(VerifyError::UnknownKid(_)) => panic!("unknown kid"),
+        }
+    }
+
+    #[test]
+    fn token_type_must_be_bearer_when_present() {
+        // Keycloak's ID and refresh tokens carry the same aud; only access tokens are Bearer.
+        assert_eq!(verdict(json!({}), &policy()), Ok(()));
+        assert_eq!(verdict(json!({"typ": null}), &policy()), Ok(()));
+        for typ in [
+            json!("ID"),
+            json!("Refresh"),
+            json!("bearer"),
+            json!(["Bearer"]),
+            json!(1),
+        ] {
+            assert_eq!(
+                verdict(json!({"typ": typ}), &policy()),
+                Err(Error::InvalidToken("token type (typ) is not Bearer")),
+                "{typ}"
+            );
+        }
+    }
+
+    #[test]
+    fn authorized_parties_when_configured() {
+        let p = Policy {
+            authorized_parties: Some(vec!["shasta".into(), "cray".into()]),
+            ..policy()
+        };
+        assert_eq!(verdict(json!({}), &p), Ok(()));
+        assert_eq!(verdict(json!({"azp": "cray"}), &p), Ok(()));
+        let refused = Err(Error::InvalidToken(
+            "token was issued to a client not accepted (azp)",
+        ));
+        assert_eq!(verdict(json!({"azp": "other-client"}), &p), refused);
+        assert_eq!(verdict(json!({"azp": null}), &p), refused);
+        assert_eq!(verdict(json!({"azp": "other-client"}), &policy()), Ok(()));
+    }
+
+    #[test]
+    fn lifetime_cap_when_configured() {
+        let p = Policy {
+            max_lifetime_seconds: Some(3600),
+            ..policy()
+        };
+        // Default claims: iat NOW-10, exp NOW+3600: lifetime 3610.
+        assert_eq!(
+            verdict(json!({}), &p),
+            Err(Error::InvalidToken(
+                "token lifetime exceeds the allowed maximum"
+            ))
+        );
+        assert_eq!(verdict(json!({"iat": NOW}), &p), Ok(()));
+        assert_eq!(
+            verdict(json!({"iat": null}), &p),
+            Err(Error::InvalidToken("token has no iat"))
+        );
+        // A field token that lives a year.
+        assert_eq!(
+            verdict(json!({"iat": NOW - 10, "exp": NOW + 365 * 86_400}), &p),
+            Err(Error::InvalidToken(
+                "token lifetime exceeds the allowed maximum"
+            ))
+        );
+        assert_eq!(verdict(json!({"iat": null}), &policy()), Ok(()));
     }
 }

@@ -1,0 +1,52 @@
+//! Everything the filter needs from Envoy, behind one small trait, so the whole request
+//! lifecycle ([`crate::lifecycle`]) runs natively in tests. The proxy-wasm adapter
+//! (`filter.rs`, cargo feature `envoy`) is the only implementation that talks to a host.
+use crate::error::Reply;
+use crate::jwks_store::SharedStore;
+use crate::metrics::Metric;
+
+/// Envoy's id of an HTTP stream's context.
+pub type ContextId = u32;
+/// Envoy's id of an HTTP callout, unique per VM.
+pub type CalloutToken = u32;
+
+/// An HTTP callout, ready for `dispatch_http_call`.
+#[derive(Debug)]
+pub struct Callout {
+    pub cluster: String,
+    pub headers: Vec<(&'static str, String)>,
+    pub body: Option<Vec<u8>>,
+    pub timeout_ms: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DispatchError {
+    /// The owning stream has ended: nobody is waiting for this callout.
+    StreamGone,
+    /// Envoy refused the callout (unknown cluster, bad headers).
+    Failed,
+}
+
+/// The host calls of one VM. Shared data comes with [`SharedStore`].
+pub trait Host: SharedStore {
+    /// Wall-clock time in milliseconds since the Unix epoch.
+    fn now_ms(&self) -> u64;
+    /// Sends `callout` on behalf of stream `owner` (Envoy cancels it if that stream ends), or
+    /// of the root context when `owner` is `None` (it outlives every client). The answer comes
+    /// back through [`crate::lifecycle::Gateway::on_callout_answer`] with the returned token.
+    fn dispatch(
+        &mut self,
+        owner: Option<ContextId>,
+        callout: &Callout,
+    ) -> Result<CalloutToken, DispatchError>;
+    /// `:status` of the callout answer being handled (`None`: reset, no headers).
+    fn answer_status(&self) -> Option<u16>;
+    /// Body of the callout answer being handled, if it is at most `max` bytes.
+    fn answer_body(&self, size: usize, max: usize) -> Option<Vec<u8>>;
+    /// Sends a local reply on stream `ctx`; `false` when that stream is gone.
+    fn reply(&mut self, ctx: ContextId, reply: &Reply) -> bool;
+    /// Asks for the next [`crate::lifecycle::Gateway::on_tick`] within `ms` milliseconds
+    /// (`None`: back to the regular period).
+    fn tick_within(&mut self, ms: Option<u64>);
+    fn metric(&mut self, m: Metric);
+}

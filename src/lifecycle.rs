@@ -1,0 +1,494 @@
+//! The life of one request, from its headers to its reply, and what a worker VM keeps between
+//! requests. Free of proxy-wasm: Envoy is reached only through [`Host`], so every transition
+//! below is unit- and property-tested natively (`tests/` of this module and `lifecycle_model`).
+//!
+//! A token request is in exactly one phase at a time; the phase is where it is kept:
+//!
+//! ```text
+//!            ┌──────────── reply (401/403/404/405/503…) ───────────────┐
+//!  headers → verify ──── kid unknown, a fetch may publish it ──→ parked ─┤ keys changed or
+//!            │                  (self.parking)                    │      │ wait over: verify
+//!            │                                                    ▼      │ again, never parks twice
+//!            └── verified + authorized → calling STS (self.calls) → reply 201/502/503/504
+//!  client gone: removed from wherever it is; its callout is cancelled by Envoy.
+//! ```
+//!
+//! Words: a *callout* is an HTTP call the filter makes (JWKS fetch or STS); its *answer* is what
+//! came back; a *reply* is what the client gets; *keys* are a JWKS; a request *parks* while it
+//! waits for keys and is *resumed* by the root context's tick or a fetch's answer.
+use std::collections::HashMap;
+
+use crate::config::Config;
+use crate::error::{Error, Reply};
+use crate::extract::bearer_token;
+use crate::flow::{Step, StsAnswer, StsCall, Wait, Worker};
+use crate::host::{CalloutToken, ContextId, DispatchError, Host};
+use crate::metrics::Metric;
+use crate::parking::{Ask, Limits, Parking};
+use crate::route::{route, Route};
+use crate::sts_response::MAX_BODY_BYTES;
+use crate::vm_memory;
+
+/// At most this many parked requests are verified again in one call into the VM. Envoy sends
+/// each local reply made for another stream after the VM call returns, and each reply's own
+/// VM callbacks nest one level deeper: an unbounded batch overflowed V8's stack at ~600
+/// replies. It also bounds the RSA work of one call (~0.5 ms each in V8).
+pub const RESUME_PER_CALL: usize = 32;
+
+/// Tick period while resumed requests are still due (the regular period is the adapter's).
+pub const FAST_TICK_MS: u64 = 1;
+
+/// How long past its own timeout a callout's bookkeeping is kept if no answer ever comes.
+const CALLOUT_SLACK_MS: u64 = 5_000;
+
+const HEALTHZ_BODY: &[u8] = b"{\"Status\": \"ok\"}";
+
+/// What the adapter does with the stream after its request headers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// Not ours: the request continues untouched.
+    Continue,
+    /// Ours: the stream waits for our reply (sent now or later).
+    Pause,
+}
+
+/// The phase of a live token request (answered and gone requests have none).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    Parked,
+    CallingSts,
+}
+
+/// A request whose STS callout is in flight.
+struct Call {
+    ctx: ContextId,
+    caller: String,
+    session: String,
+    tenant: Option<String>,
+    request_id: String,
+    started_ms: u64,
+    deadline_ms: u64,
+}
+
+/// A JWKS fetch in flight (always the root context's, so no client can cancel it).
+struct Fetch {
+    source: usize,
+    deadline_ms: u64,
+}
+
+pub struct Gateway {
+    pub worker: Worker,
+    parking: Parking,
+    calls: HashMap<CalloutToken, Call>,
+    call_of: HashMap<ContextId, CalloutToken>,
+    fetches: HashMap<CalloutToken, Fetch>,
+    fast_tick: bool,
+    /// Verification passes so far (the property tests bound them per call).
+    verifications: u64,
+}
+
+impl Gateway {
+    pub fn new(config: Config) -> Gateway {
+        let limits = Limits {
+            max_requests: config.parking.max_requests,
+            max_bytes: config.parking.max_bytes,
+        };
+        Gateway {
+            worker: Worker::new(config),
+            parking: Parking::new(limits),
+            calls: HashMap::new(),
+            call_of: HashMap::new(),
+            fetches: HashMap::new(),
+            fast_tick: false,
+            verifications: 0,
+        }
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.worker.config
+    }
+
+    pub fn phase(&self, ctx: ContextId) -> Option<Phase> {
+        if self.call_of.contains_key(&ctx) {
+            Some(Phase::CallingSts)
+        } else if self.parking.contains(ctx) {
+            Some(Phase::Parked)
+        } else {
+            None
+        }
+    }
+
+    /// Sizes of everything kept between calls, for the property tests' bounds.
+    pub fn usage(&self) -> Usage {
+        let (cache_entries, cache_bytes) = self.worker.token_cache_usage();
+        Usage {
+            parked: self.parking.len(),
+            parked_bytes: self.parking.bytes(),
+            calls: self.calls.len(),
+            call_index: self.call_of.len(),
+            fetches: self.fetches.len(),
+            absent_kids: self.worker.absent_kids(),
+            cache_entries,
+            cache_bytes,
+            parking_consistent: self.parking.consistent(),
+            verifications: self.verifications,
+        }
+    }
+
+    /// A request's headers (pseudo-headers included, names lower-case).
+    pub fn on_request<H: Host>(
+        &mut self,
+        host: &mut H,
+        ctx: ContextId,
+        headers: &[(String, String)],
+    ) -> Action {
+        let get = |name: &str| {
+            headers
+                .iter()
+                .find(|(n, _)| n == name)
+                .map(|(_, v)| v.as_str())
+                .unwrap_or_default()
+        };
+        let reply = match route(&self.config().prefix, get(":method"), get(":path")) {
+            Route::PassThrough => return Action::Continue,
+            Route::Healthz => Reply {
+                status: 200,
+                reason: "healthz",
+                headers: vec![("content-type", "application/json".into())],
+                body: HEALTHZ_BODY.to_vec(),
+            },
+            Route::NotFound => self.worker.reply(&Error::NotFound),
+            Route::MethodNotAllowed { allow } => {
+                self.worker.reply(&Error::MethodNotAllowed { allow })
+            }
+            Route::Token => match ask_of(headers, self.config().max_token_bytes) {
+                Ok(ask) => {
+                    let now = host.now_ms();
+                    self.verify(host, ctx, ask, now, Wait::Allowed);
+                    return Action::Pause;
+                }
+                Err(e) => self.worker.reply(&e),
+            },
+        };
+        end(host, ctx, &reply);
+        Action::Pause
+    }
+
+    /// One verification pass of a token request, and the phase it leads to.
+    fn verify<H: Host>(
+        &mut self,
+        host: &mut H,
+        ctx: ContextId,
+        ask: Ask,
+        started_ms: u64,
+        wait: Wait,
+    ) {
+        self.verifications += 1;
+        let now = host.now_ms();
+        let unique = started_ms.wrapping_mul(1_000_003) ^ u64::from(ctx).rotate_left(40);
+        match self.worker.mint(&*host, &ask, now, unique, wait) {
+            Step::Reply(reply) => {
+                end(host, ctx, &reply);
+            }
+            Step::AwaitKeys => {
+                let generation = self.worker.keys_generation();
+                let deadline = now.saturating_add(self.worker.max_wait_ms());
+                if self
+                    .parking
+                    .park(ctx, ask, generation, started_ms, deadline)
+                    .is_err()
+                {
+                    // Full: a flood of unknown kids is refused rather than held.
+                    let reply = self.worker.reply(&Error::InvalidToken(
+                        "signing key (kid) not published by the issuer",
+                    ));
+                    end(host, ctx, &reply);
+                    return;
+                }
+                host.metric(Metric::Parked(self.parking.len() as u64));
+                // The root claims the refetch on its next tick: make that one now.
+                self.tick_fast(host, true);
+            }
+            Step::CallSts(call) => self.call_sts(host, ctx, call, &ask, started_ms, now),
+        }
+    }
+
+    fn call_sts<H: Host>(
+        &mut self,
+        host: &mut H,
+        ctx: ContextId,
+        call: StsCall,
+        ask: &Ask,
+        started_ms: u64,
+        now: u64,
+    ) {
+        let entry = Call {
+            ctx,
+            caller: call.caller,
+            session: call.session,
+            tenant: call.tenant,
+            request_id: ask.request_id.clone(),
+            started_ms,
+            deadline_ms: now
+                .saturating_add(call.callout.timeout_ms)
+                .saturating_add(CALLOUT_SLACK_MS),
+        };
+        // Owned by the client's stream: if the client leaves, Envoy cancels it.
+        match host.dispatch(Some(ctx), &call.callout) {
+            Ok(token) => {
+                self.calls.insert(token, entry);
+                self.call_of.insert(ctx, token);
+            }
+            Err(DispatchError::StreamGone) => host.metric(Metric::Ended("client_gone")),
+            Err(DispatchError::Failed) => {
+                log::error!(
+                    "sts-gateway: cannot dispatch to RGW cluster {:?}",
+                    call.callout.cluster
+                );
+                self.sts_done(host, entry, StsAnswer::DispatchFailed);
+            }
+        }
+    }
+
+    /// A callout's answer arrived (in whichever context Envoy delivered it).
+    pub fn on_callout_answer<H: Host>(
+        &mut self,
+        host: &mut H,
+        token: CalloutToken,
+        num_headers: usize,
+        body_size: usize,
+    ) {
+        let status = if num_headers == 0 {
+            None
+        } else {
+            host.answer_status()
+        };
+        if let Some(fetch) = self.fetches.remove(&token) {
+            let max = self.worker.jwks_max_bytes(fetch.source);
+            let body = status.and_then(|_| host.answer_body(body_size, max));
+            self.keys_answer(host, fetch.source, status, body.as_deref());
+            self.resume(host);
+        } else if let Some(call) = self.calls.remove(&token) {
+            self.call_of.remove(&call.ctx);
+            let body = match status {
+                Some(_) => host.answer_body(body_size, MAX_BODY_BYTES),
+                None => None,
+            };
+            let answer = match status {
+                None => StsAnswer::Reset,
+                Some(status) => StsAnswer::Answered {
+                    status,
+                    body: body.as_deref().unwrap_or_default(),
+                    body_size,
+                },
+            };
+            self.sts_done(host, call, answer);
+        }
+    }
+
+    /// The client's stream ended (reset, or done after our reply): forget its request.
+    pub fn on_stream_end(&mut self, ctx: ContextId) {
+        self.parking.leave(ctx);
+        if let Some(token) = self.call_of.remove(&ctx) {
+            // Envoy cancelled the callout with the stream: no answer will come.
+            self.calls.remove(&token);
+        }
+    }
+
+    /// The root context's timer: keys from other VMs, due fetches, parked requests.
+    pub fn on_tick<H: Host>(&mut self, host: &mut H, vm_memory_bytes: u64) {
+        let now = host.now_ms();
+        self.worker.sync_keys(&*host);
+        let mut claimed = self.worker.claim_due_fetches(&*host, now);
+        if !self.parking.is_empty() {
+            for i in self.worker.claim_refetches(&*host, now) {
+                if !claimed.contains(&i) {
+                    claimed.push(i);
+                }
+            }
+        }
+        for i in claimed {
+            let Some(callout) = self.worker.jwks_callout(i) else {
+                continue;
+            };
+            match host.dispatch(None, &callout) {
+                Ok(token) => {
+                    let deadline_ms = now
+                        .saturating_add(callout.timeout_ms)
+                        .saturating_add(CALLOUT_SLACK_MS);
+                    self.fetches.insert(
+                        token,
+                        Fetch {
+                            source: i,
+                            deadline_ms,
+                        },
+                    );
+                }
+                Err(_) => self.keys_answer(host, i, None, None),
+            }
+        }
+        self.expire(host, now);
+        self.resume(host);
+        host.metric(Metric::Parked(self.parking.len() as u64));
+        if let Some(max) = vm_memory::report(host, self.worker.vm_id(), vm_memory_bytes, now) {
+            host.metric(Metric::VmMemoryBytes(max));
+        }
+    }
+
+    /// Drops callouts whose answer never came (Envoy enforces their timeouts, so this is a
+    /// backstop that keeps the maps bounded whatever the host does).
+    fn expire<H: Host>(&mut self, host: &mut H, now: u64) {
+        let late: Vec<CalloutToken> = self
+            .fetches
+            .iter()
+            .filter(|(_, f)| now >= f.deadline_ms)
+            .map(|(t, _)| *t)
+            .collect();
+        for token in late {
+            if let Some(f) = self.fetches.remove(&token) {
+                self.keys_answer(host, f.source, None, None);
+            }
+        }
+        let late: Vec<CalloutToken> = self
+            .calls
+            .iter()
+            .filter(|(_, c)| now >= c.deadline_ms)
+            .map(|(t, _)| *t)
+            .collect();
+        for token in late {
+            if let Some(call) = self.calls.remove(&token) {
+                self.call_of.remove(&call.ctx);
+                let reply = self.worker.reply(&Error::RgwTimeout);
+                end(host, call.ctx, &reply);
+            }
+        }
+    }
+
+    fn keys_answer<H: Host>(
+        &mut self,
+        host: &mut H,
+        source: usize,
+        status: Option<u16>,
+        body: Option<&[u8]>,
+    ) {
+        let now = host.now_ms();
+        match self.worker.jwks_fetched(&*host, source, status, body, now) {
+            Ok(keys) => {
+                host.metric(Metric::JwksFetch { ok: true });
+                log::info!("sts-gateway: JWKS source {source} fetched: {keys} signing key(s)");
+            }
+            Err(reason) => {
+                host.metric(Metric::JwksFetch { ok: false });
+                let status = status.map_or("none".to_string(), |s| s.to_string());
+                log::warn!("sts-gateway: JWKS source {source} fetch failed (status {status}): {reason}; keeping the last good keys");
+            }
+        }
+    }
+
+    /// Verifies again, oldest first, parked requests whose keys changed or whose wait ended:
+    /// at most [`RESUME_PER_CALL`] per call, the rest on the next (fast) tick.
+    fn resume<H: Host>(&mut self, host: &mut H) {
+        let now = host.now_ms();
+        let generation = self.worker.keys_generation();
+        for due in self.parking.take_due(now, generation, RESUME_PER_CALL) {
+            let wait = Wait::Over {
+                keys_changed: due.generation != generation,
+            };
+            self.verify(host, due.ctx, due.ask, due.started_ms, wait);
+        }
+        let more = self.parking.any_due(now, self.worker.keys_generation());
+        self.tick_fast(host, more);
+    }
+
+    fn tick_fast<H: Host>(&mut self, host: &mut H, fast: bool) {
+        if fast != self.fast_tick {
+            self.fast_tick = fast;
+            host.tick_within(fast.then_some(FAST_TICK_MS));
+        }
+    }
+
+    fn sts_done<H: Host>(&mut self, host: &mut H, call: Call, answer: StsAnswer<'_>) {
+        let rgw_status = match &answer {
+            StsAnswer::Answered { status, .. } => Some(*status),
+            _ => None,
+        };
+        let latency_ms = host.now_ms().saturating_sub(call.started_ms);
+        host.metric(Metric::RgwAnswer { status: rgw_status });
+        host.metric(Metric::RgwLatencyMs(latency_ms));
+        let outcome = self.worker.sts_reply(answer);
+        let reply = match &outcome {
+            Ok(r) => r.clone(),
+            Err(e) => self.worker.reply(e),
+        };
+        let delivered = end(host, call.ctx, &reply);
+        let reason = match (&outcome, delivered) {
+            (_, false) => "client_gone",
+            (Ok(_), true) => "minted",
+            (Err(e), true) => e.reason(),
+        };
+        log::info!(
+            "sts-gateway: mint caller={:?} session={} tenant={} status={} outcome={} rgw_status={} latency_ms={} request_id={:?}",
+            call.caller,
+            call.session,
+            call.tenant.as_deref().unwrap_or("-"),
+            reply.status,
+            reason,
+            rgw_status.map_or("-".to_string(), |s| s.to_string()),
+            latency_ms,
+            call.request_id
+        );
+    }
+}
+
+/// Sizes of what a VM keeps between calls.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Usage {
+    pub parked: usize,
+    pub parked_bytes: usize,
+    pub calls: usize,
+    pub call_index: usize,
+    pub fetches: usize,
+    pub absent_kids: usize,
+    pub cache_entries: usize,
+    pub cache_bytes: usize,
+    pub parking_consistent: bool,
+    pub verifications: u64,
+}
+
+/// Sends the reply and counts how the request ended; `false` if the client had gone.
+fn end<H: Host>(host: &mut H, ctx: ContextId, reply: &Reply) -> bool {
+    let delivered = host.reply(ctx, reply);
+    host.metric(Metric::Ended(if delivered {
+        reply.reason
+    } else {
+        "client_gone"
+    }));
+    delivered
+}
+
+/// Longest `x-request-id` kept for the log line.
+const MAX_REQUEST_ID: usize = 128;
+
+/// What a token request needs, taken from its headers once; the headers are not kept.
+fn ask_of(headers: &[(String, String)], max_token_bytes: usize) -> Result<Ask, Error> {
+    let token = bearer_token(headers, max_token_bytes)?.to_string();
+    let header = |name: &str| {
+        headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    };
+    let request_id = header("x-request-id")
+        .unwrap_or("-")
+        .chars()
+        .filter(|c| !c.is_control())
+        .take(MAX_REQUEST_ID)
+        .collect();
+    // Longer than any valid tenant name: refused by authorization, never stored whole.
+    let tenant = header("cray-tenant-name").map(|t| t.chars().take(256).collect());
+    Ok(Ask {
+        token,
+        tenant,
+        request_id,
+    })
+}

@@ -1,0 +1,379 @@
+//! The request lifecycle against a simulated Envoy: scenarios that reproduce the outages found
+//! in review (one test each), then a model-based property test over random sequences.
+use std::rc::Rc;
+
+use serde_json::json;
+
+use crate::config::Config;
+use crate::host::ContextId;
+use crate::jwks::tests::{jwk_json, keypairs};
+use crate::jwks_store::MemoryStore;
+use crate::lifecycle::{Action, Gateway, Phase, RESUME_PER_CALL};
+use crate::metrics::Metric;
+use crate::sim::SimHost;
+use crate::verify::tests::{claims, sign, ISS, NOW};
+
+pub const NOW_MS: u64 = NOW * 1000;
+pub const OK_XML: &str = "<AssumeRoleResponse><AssumeRoleResult><Credentials><AccessKeyId>nEffVHB6D9aV8oNWipJ</AccessKeyId><Expiration>2026-11-30T00:57:59.260716106Z</Expiration><SecretAccessKey>EJBVsecret</SecretAccessKey><SessionToken>7MSXtoken</SessionToken></Credentials></AssumeRoleResult></AssumeRoleResponse>";
+pub const ROOT: ContextId = 1;
+
+pub fn config_with(extra: serde_json::Value) -> Config {
+    let mut v = json!({
+        "issuers": [{"issuer": ISS, "jwks": {"cluster": "keycloak", "authority": "kc", "path": "/jwks"}}],
+        "rgw": {"cluster": "rgw", "authority": "rgw.local:8080", "endpoint_url": "http://rgw.local:8080",
+                "role_arn": "arn:aws:iam:::user/STS", "access_key_id": "AKIDSTS", "secret_access_key": "SECRETSTS"}
+    });
+    for (k, val) in extra.as_object().unwrap() {
+        v[k] = val.clone();
+    }
+    Config::parse(v.to_string().as_bytes(), &|_| None).unwrap()
+}
+
+pub fn jwks_doc(kids: &[(usize, &str)]) -> Vec<u8> {
+    let keys: Vec<_> = kids
+        .iter()
+        .map(|(i, kid)| jwk_json(&keypairs()[*i], kid, "sig", "RS256"))
+        .collect();
+    json!({"keys": keys}).to_string().into_bytes()
+}
+
+pub fn token(
+    user: &str,
+    roles: &[&str],
+    kid: &str,
+    key: usize,
+    extra: serde_json::Value,
+) -> String {
+    let mut c = claims(
+        json!({"preferred_username": user, "resource_access": {"shasta": {"roles": roles}}}),
+    );
+    for (k, v) in extra.as_object().unwrap() {
+        c[k] = v.clone();
+    }
+    sign(json!({"alg": "RS256", "typ": "JWT", "kid": kid}), c, key)
+}
+
+pub fn headers(
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    extra: &[(&str, &str)],
+) -> Vec<(String, String)> {
+    let mut h = vec![
+        (":method".to_string(), method.to_string()),
+        (":path".to_string(), path.to_string()),
+    ];
+    if let Some(t) = token {
+        h.push(("authorization".into(), format!("Bearer {t}")));
+    }
+    for (n, v) in extra {
+        h.push((n.to_string(), v.to_string()));
+    }
+    h
+}
+
+/// One VM of a simulated Envoy, with its gateway.
+pub struct Vm {
+    pub g: Gateway,
+    pub host: SimHost,
+    next_ctx: ContextId,
+}
+
+impl Vm {
+    pub fn new(config: Config, shared: Rc<MemoryStore>, now_ms: u64) -> Vm {
+        Vm {
+            g: Gateway::new(config),
+            host: SimHost::new(shared, now_ms),
+            next_ctx: 100,
+        }
+    }
+
+    /// A VM whose keys (kid `sig-1`, key 0) another VM already fetched into shared data.
+    pub fn with_keys(config: Config) -> Vm {
+        let shared = Rc::new(MemoryStore::default());
+        let mut vm = Vm::new(config, shared, NOW_MS);
+        vm.tick();
+        let token = vm.jwks_pending().expect("first tick fetches the JWKS");
+        vm.answer(token, Some(200), &jwks_doc(&[(0, "sig-1")]));
+        vm
+    }
+
+    fn settle(&mut self) {
+        for ctx in std::mem::take(&mut self.host.ended) {
+            self.g.on_stream_end(ctx);
+        }
+    }
+
+    pub fn request(&mut self, h: &[(String, String)]) -> (ContextId, Action) {
+        let ctx = self.next_ctx;
+        self.next_ctx += 1;
+        self.host.live.insert(ctx);
+        self.host.enter(ctx);
+        let a = self.g.on_request(&mut self.host, ctx, h);
+        self.settle();
+        (ctx, a)
+    }
+
+    pub fn tick(&mut self) {
+        self.host.enter(ROOT);
+        self.g.on_tick(&mut self.host, 1 << 20);
+        self.settle();
+    }
+
+    pub fn answer(&mut self, token: u32, status: Option<u16>, body: &[u8]) {
+        let owner = self.host.pending.remove(&token).expect("pending").owner;
+        self.host.set_answer(status, body);
+        // The SDK delivers it to the context whose callback dispatched it; either way the
+        // gateway is the same.
+        self.host.enter(owner.unwrap_or(ROOT));
+        let headers = usize::from(status.is_some());
+        self.g
+            .on_callout_answer(&mut self.host, token, headers, body.len());
+        self.settle();
+    }
+
+    /// The client resets its stream.
+    pub fn leave(&mut self, ctx: ContextId) {
+        if self.host.live.remove(&ctx) {
+            self.host.pending.retain(|_, p| p.owner != Some(ctx));
+            self.g.on_stream_end(ctx);
+        }
+    }
+
+    pub fn jwks_pending(&self) -> Option<u32> {
+        self.host
+            .pending
+            .iter()
+            .find(|(_, p)| p.cluster == "keycloak")
+            .map(|(t, _)| *t)
+    }
+
+    pub fn sts_pending(&self) -> Vec<u32> {
+        self.host
+            .pending
+            .iter()
+            .filter(|(_, p)| p.cluster == "rgw")
+            .map(|(t, _)| *t)
+            .collect()
+    }
+
+    pub fn status_of(&self, ctx: ContextId) -> Option<u32> {
+        self.host.replies_to(ctx).first().map(|r| r.status)
+    }
+}
+
+fn put(t: &str) -> Vec<(String, String)> {
+    headers("PUT", "/apis/sts/token", Some(t), &[])
+}
+
+#[test]
+fn routes() {
+    let mut vm = Vm::with_keys(config_with(json!({})));
+    assert_eq!(
+        vm.request(&headers("GET", "/other", None, &[])).1,
+        Action::Continue
+    );
+    let (c, a) = vm.request(&headers("GET", "/apis/sts/healthz", None, &[]));
+    assert_eq!((a, vm.status_of(c)), (Action::Pause, Some(200)));
+    let (c, _) = vm.request(&headers("GET", "/apis/sts/token", None, &[]));
+    assert_eq!(vm.status_of(c), Some(405));
+    let (c, _) = vm.request(&headers("PUT", "/apis/sts/nope", None, &[]));
+    assert_eq!(vm.status_of(c), Some(404));
+    let (c, _) = vm.request(&headers("PUT", "/apis/sts/token", None, &[]));
+    assert_eq!(vm.status_of(c), Some(401));
+}
+
+#[test]
+fn mint_end_to_end_in_the_simulator() {
+    let mut vm = Vm::with_keys(config_with(json!({})));
+    let t = token("admin", &["admin"], "sig-1", 0, json!({}));
+    let (c, a) = vm.request(&headers(
+        "PUT",
+        "/apis/sts/token",
+        Some(&t),
+        &[("x-request-id", "r-1")],
+    ));
+    assert_eq!(a, Action::Pause);
+    assert_eq!(vm.g.phase(c), Some(Phase::CallingSts));
+    let sts = vm.sts_pending();
+    assert_eq!(sts.len(), 1);
+    assert_eq!(
+        vm.host.pending[&sts[0]].owner,
+        Some(c),
+        "owned by the client's stream"
+    );
+    vm.answer(sts[0], Some(200), OK_XML.as_bytes());
+    assert_eq!(vm.status_of(c), Some(201));
+    assert_eq!(vm.g.phase(c), None);
+    assert_eq!(vm.host.metric_value(Metric::Ended("minted")), 1);
+}
+
+/// The outage: a non-admin's token that expired inside the clock skew, sent 8,192 times, hung
+/// the worker in the token cache's eviction loop (each lookup dropped the entry but not its
+/// place in the eviction order). Fails (hangs) on the old cache.
+#[test]
+fn skew_expired_token_repeated_does_not_hang_or_grow() {
+    let cap = 16;
+    let mut vm = Vm::with_keys(config_with(json!({"token_cache_entries": cap})));
+    let t = token("user", &["user"], "sig-1", 0, json!({"exp": NOW - 2}));
+    for _ in 0..(8 * cap + 10) {
+        let (c, _) = vm.request(&put(&t));
+        assert_eq!(vm.status_of(c), Some(403));
+        let u = vm.g.usage();
+        assert!(u.cache_entries <= cap && u.cache_entries == 1, "{u:?}");
+    }
+}
+
+/// The crash: a refetch's answer resumed every parked request in one VM call; Envoy nests the
+/// deferred local replies, and ~600 overflowed V8's stack. Replies per call are now bounded.
+#[test]
+fn flood_of_parked_requests_is_resumed_in_bounded_batches() {
+    let mut vm = Vm::with_keys(config_with(json!({})));
+    vm.host.now_ms += 10_000; // refetch budget available
+    let mut ctxs = Vec::new();
+    for i in 0..1000 {
+        let t = token("admin", &["admin"], &format!("forged-{i}"), 1, json!({}));
+        let (c, _) = vm.request(&put(&t));
+        ctxs.push(c);
+    }
+    assert_eq!(vm.g.usage().parked, 1000);
+    assert_eq!(vm.host.tick_within, Some(1), "the root is woken to refetch");
+    vm.tick();
+    let fetch = vm.jwks_pending().expect("one refetch for all");
+    vm.answer(fetch, Some(200), &jwks_doc(&[(0, "sig-1")]));
+    assert_eq!(vm.host.max_deferred_per_call, RESUME_PER_CALL);
+    for _ in 0..100 {
+        if vm.g.usage().parked == 0 {
+            break;
+        }
+        vm.tick();
+    }
+    assert!(vm.host.max_deferred_per_call <= RESUME_PER_CALL);
+    for c in ctxs {
+        assert_eq!(vm.status_of(c), Some(401), "forged kid");
+    }
+    assert_eq!(vm.host.tick_within, None, "back to the regular tick");
+}
+
+/// Finding 1: parked requests keep only what they need, bounded in bytes.
+#[test]
+fn parked_requests_are_bounded_in_bytes_not_just_count() {
+    let mut vm = Vm::with_keys(config_with(
+        json!({"parking": {"max_requests": 2048, "max_bytes": 65536}}),
+    ));
+    vm.host.now_ms += 10_000;
+    let big = "x".repeat(50_000);
+    let mut refused = 0;
+    for i in 0..100 {
+        let t = token(
+            "admin",
+            &["admin"],
+            &format!("forged-{i}"),
+            1,
+            json!({"pad": "y".repeat(2000)}),
+        );
+        let (c, _) = vm.request(&headers(
+            "PUT",
+            "/apis/sts/token",
+            Some(&t),
+            &[("x-big", &big)],
+        ));
+        if vm.status_of(c) == Some(401) {
+            refused += 1;
+        }
+    }
+    let u = vm.g.usage();
+    assert!(u.parked_bytes <= 65536, "{u:?}");
+    assert!(
+        u.parked < 100 && refused == 100 - u.parked,
+        "{u:?} refused {refused}"
+    );
+    // Each parked request holds its token, not the 50 KB header.
+    assert!(u.parked_bytes / u.parked < 5000, "{u:?}");
+}
+
+/// Finding 3: refetches are the root's callouts, never a client's: a client that resets
+/// cannot cancel the fetch or strand its lease.
+#[test]
+fn refetch_is_dispatched_by_the_root_and_survives_the_client() {
+    let mut vm = Vm::with_keys(config_with(json!({})));
+    vm.host.now_ms += 10_000;
+    let rotated = token("admin", &["admin"], "sig-2", 1, json!({}));
+    let (c, _) = vm.request(&put(&rotated));
+    assert_eq!(vm.g.phase(c), Some(Phase::Parked));
+    assert!(
+        vm.jwks_pending().is_none(),
+        "no callout from the client's context"
+    );
+    vm.tick();
+    let fetch = vm.jwks_pending().expect("root refetches");
+    assert_eq!(vm.host.pending[&fetch].owner, None, "owned by the root");
+    // The client resets (SO_LINGER 0): its request is forgotten, the fetch goes on.
+    vm.leave(c);
+    assert_eq!(vm.g.phase(c), None);
+    assert!(vm.host.pending.contains_key(&fetch));
+    vm.answer(fetch, Some(200), &jwks_doc(&[(0, "sig-1"), (1, "sig-2")]));
+    // The next client with the rotated key is served at once.
+    let (c2, _) = vm.request(&put(&rotated));
+    assert_eq!(vm.g.phase(c2), Some(Phase::CallingSts));
+}
+
+/// Finding 5: a parked request whose client left is never resumed: no RGW call, no log line.
+#[test]
+fn parked_request_of_a_gone_client_never_mints() {
+    let mut vm = Vm::with_keys(config_with(json!({})));
+    vm.host.now_ms += 10_000;
+    let rotated = token("admin", &["admin"], "sig-2", 1, json!({}));
+    let (c, _) = vm.request(&put(&rotated));
+    vm.tick();
+    let fetch = vm.jwks_pending().unwrap();
+    vm.leave(c);
+    vm.answer(fetch, Some(200), &jwks_doc(&[(0, "sig-1"), (1, "sig-2")]));
+    assert!(vm.sts_pending().is_empty(), "no RGW call for a gone client");
+    assert!(vm.host.replies_to(c).is_empty());
+    assert_eq!(vm.host.metric_value(Metric::Ended("minted")), 0);
+}
+
+/// A client that leaves during its STS call: Envoy cancels the callout, the gateway forgets it.
+#[test]
+fn client_leaving_during_sts_call_is_forgotten() {
+    let mut vm = Vm::with_keys(config_with(json!({})));
+    let t = token("admin", &["admin"], "sig-1", 0, json!({}));
+    let (c, _) = vm.request(&put(&t));
+    assert_eq!(vm.sts_pending().len(), 1);
+    vm.leave(c);
+    assert!(vm.sts_pending().is_empty());
+    let u = vm.g.usage();
+    assert_eq!((u.calls, u.call_index), (0, 0));
+}
+
+/// Finding 7: an ID token (typ ID) with aud shasta is not a credential for this API.
+#[test]
+fn id_token_is_refused() {
+    let mut vm = Vm::with_keys(config_with(json!({})));
+    let id = token("admin", &["admin"], "sig-1", 0, json!({"typ": "ID"}));
+    let (c, _) = vm.request(&put(&id));
+    assert_eq!(vm.status_of(c), Some(401));
+}
+
+#[test]
+fn dispatch_failure_is_503_and_owner_gone_is_client_gone() {
+    let mut vm = Vm::with_keys(config_with(json!({})));
+    vm.host.refuse_clusters.insert("rgw".into());
+    let t = token("admin", &["admin"], "sig-1", 0, json!({}));
+    let (c, _) = vm.request(&put(&t));
+    assert_eq!(vm.status_of(c), Some(503));
+}
+
+#[test]
+fn lost_callouts_expire() {
+    let mut vm = Vm::with_keys(config_with(json!({})));
+    let t = token("admin", &["admin"], "sig-1", 0, json!({}));
+    let (c, _) = vm.request(&put(&t));
+    // The host never answers (it always does; this is the backstop).
+    vm.host.pending.clear();
+    vm.host.now_ms += 60_000;
+    vm.tick();
+    assert_eq!(vm.status_of(c), Some(504));
+    assert_eq!(vm.g.usage().calls, 0);
+}

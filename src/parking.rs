@@ -1,0 +1,185 @@
+//! Requests waiting for keys: their `kid` is unknown and a JWKS fetch (running, or the next one
+//! the refetch budget allows) may publish it. Bounded in count and in bytes; each keeps only
+//! what verifying it again needs ([`Ask`]), never the request's headers.
+use std::collections::{BTreeMap, HashMap};
+
+use crate::host::ContextId;
+
+/// What a token request needs after its headers are gone.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ask {
+    pub token: String,
+    pub tenant: Option<String>,
+    /// `x-request-id`, for the mint log line (bounded, printable).
+    pub request_id: String,
+}
+
+/// Fixed cost of a parked request besides its strings (map slots, sequence, deadline).
+const PARKED_OVERHEAD: usize = 128;
+
+impl Ask {
+    pub fn bytes(&self) -> usize {
+        self.token.len()
+            + self.tenant.as_ref().map_or(0, String::len)
+            + self.request_id.len()
+            + PARKED_OVERHEAD
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    pub max_requests: usize,
+    pub max_bytes: usize,
+}
+
+#[derive(Debug)]
+struct Parked {
+    ctx: ContextId,
+    ask: Ask,
+    generation: u64,
+    deadline_ms: u64,
+    started_ms: u64,
+}
+
+/// A parked request that is due: the keys changed or its wait ended.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Due {
+    pub ctx: ContextId,
+    pub ask: Ask,
+    pub started_ms: u64,
+    /// The key generation it parked at.
+    pub generation: u64,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub struct Full;
+
+/// `by_seq` and `by_ctx` always index the same requests: every removal goes through
+/// [`Parking::remove_seq`].
+pub struct Parking {
+    limits: Limits,
+    bytes: usize,
+    next_seq: u64,
+    by_seq: BTreeMap<u64, Parked>,
+    by_ctx: HashMap<ContextId, u64>,
+}
+
+impl Parking {
+    pub fn new(limits: Limits) -> Parking {
+        Parking {
+            limits,
+            bytes: 0,
+            next_seq: 0,
+            by_seq: BTreeMap::new(),
+            by_ctx: HashMap::new(),
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.by_seq.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.by_seq.is_empty()
+    }
+
+    pub fn contains(&self, ctx: ContextId) -> bool {
+        self.by_ctx.contains_key(&ctx)
+    }
+
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+
+    /// Both indexes agree (for the property tests).
+    pub fn consistent(&self) -> bool {
+        self.by_seq.len() == self.by_ctx.len()
+            && self
+                .by_ctx
+                .iter()
+                .all(|(ctx, seq)| self.by_seq.get(seq).is_some_and(|p| p.ctx == *ctx))
+            && self.bytes == self.by_seq.values().map(|p| p.ask.bytes()).sum::<usize>()
+    }
+
+    /// Parks a request until the keys move past `generation` or `deadline_ms` passes.
+    pub fn park(
+        &mut self,
+        ctx: ContextId,
+        ask: Ask,
+        generation: u64,
+        started_ms: u64,
+        deadline_ms: u64,
+    ) -> Result<(), Full> {
+        let bytes = ask.bytes();
+        if self.by_ctx.contains_key(&ctx)
+            || self.by_seq.len() >= self.limits.max_requests
+            || self.bytes.saturating_add(bytes) > self.limits.max_bytes
+        {
+            return Err(Full);
+        }
+        let seq = self.next_seq;
+        self.next_seq = self.next_seq.wrapping_add(1);
+        self.by_ctx.insert(ctx, seq);
+        self.by_seq.insert(
+            seq,
+            Parked {
+                ctx,
+                ask,
+                generation,
+                deadline_ms,
+                started_ms,
+            },
+        );
+        self.bytes = self.bytes.saturating_add(bytes);
+        Ok(())
+    }
+
+    /// The client left: forget its request. `true` if it was parked.
+    pub fn leave(&mut self, ctx: ContextId) -> bool {
+        match self.by_ctx.get(&ctx).copied() {
+            Some(seq) => {
+                self.remove_seq(seq);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Up to `max` due requests, oldest first. Requests park in arrival order with the same
+    /// wait and the key generation only grows, so the due ones are a prefix: the scan stops
+    /// at the first that is not due.
+    pub fn take_due(&mut self, now_ms: u64, generation: u64, max: usize) -> Vec<Due> {
+        let mut due = Vec::new();
+        for _ in 0..max {
+            let Some((&seq, first)) = self.by_seq.first_key_value() else {
+                break;
+            };
+            if first.generation == generation && now_ms < first.deadline_ms {
+                break;
+            }
+            if let Some(p) = self.remove_seq(seq) {
+                due.push(Due {
+                    ctx: p.ctx,
+                    ask: p.ask,
+                    started_ms: p.started_ms,
+                    generation: p.generation,
+                });
+            }
+        }
+        due
+    }
+
+    /// Whether [`Parking::take_due`] would return something now.
+    pub fn any_due(&self, now_ms: u64, generation: u64) -> bool {
+        self.by_seq
+            .first_key_value()
+            .is_some_and(|(_, p)| p.generation != generation || now_ms >= p.deadline_ms)
+    }
+
+    fn remove_seq(&mut self, seq: u64) -> Option<Parked> {
+        let p = self.by_seq.remove(&seq)?;
+        self.by_ctx.remove(&p.ctx);
+        self.bytes = self.bytes.saturating_sub(p.ask.bytes());
+        Some(p)
+    }
+}
