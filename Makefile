@@ -36,7 +36,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 TOKEN_USER := $(if $(filter command line,$(origin USER)),$(USER),admin)
 
 .PHONY: help deps deps-apt deps-node deps-rust deps-python deps-npm build up down status env token run \
-        test unit e2e manifests release bench clean fuzz fuzz-smoke load load-short
+        test unit soak e2e manifests release bench clean fuzz fuzz-smoke load load-short
 
 help:
 	@sed -n '2,11p' Makefile | sed 's/^# \{0,1\}//'
@@ -151,6 +151,12 @@ test: deps unit fuzz-smoke build e2e load-short
 
 unit:
 	cargo test
+
+# The model-based property tests of every stateful part (lifecycle, token cache, parking) with
+# many more sequences than make test runs (SOAK_CASES each).
+SOAK_CASES ?= 2000
+soak:
+	PROPTEST_CASES=$(SOAK_CASES) cargo test --release -q model
 
 # The session fixture starts and stops the test stack; the trap also stops it if pytest dies.
 e2e: deps build

@@ -371,15 +371,16 @@ impl World {
     }
 }
 
-fn cases() -> u32 {
+/// `PROPTEST_CASES` if set (make soak), else `default`.
+pub(crate) fn cases(default: u32) -> u32 {
     std::env::var("PROPTEST_CASES")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(48)
+        .unwrap_or(default)
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: cases(), max_shrink_iters: 2_000, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: cases(48), max_shrink_iters: 2_000, ..ProptestConfig::default() })]
 
     #[test]
     fn lifecycle_matches_model(ops in prop::collection::vec(op(), 1..160)) {

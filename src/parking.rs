@@ -183,3 +183,92 @@ impl Parking {
         Some(p)
     }
 }
+
+#[cfg(test)]
+mod model {
+    //! Parking against a plain list over random sequences: park, clients leaving, key
+    //! generations moving, time passing, bounded takes.
+    use super::*;
+    use proptest::prelude::*;
+
+    const LIMITS: Limits = Limits {
+        max_requests: 6,
+        max_bytes: 1200,
+    };
+    const WAIT: u64 = 100;
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        Park { ctx: u32, token_len: usize },
+        Leave(u32),
+        Take(usize),
+        Advance(u64),
+        NewKeys,
+    }
+
+    fn ask(len: usize) -> Ask {
+        Ask {
+            token: "t".repeat(len),
+            tenant: None,
+            request_id: "-".into(),
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: crate::lifecycle_model::cases(256), ..ProptestConfig::default() })]
+        #[test]
+        fn parking_matches_model(ops in prop::collection::vec(prop_oneof![
+            4 => (0..12u32, 1..400usize).prop_map(|(ctx, token_len)| Op::Park { ctx, token_len }),
+            2 => (0..12u32).prop_map(Op::Leave),
+            2 => (0..5usize).prop_map(Op::Take),
+            2 => (1..80u64).prop_map(Op::Advance),
+            1 => Just(Op::NewKeys),
+        ], 1..200)) {
+            let mut p = Parking::new(LIMITS);
+            // (ctx, bytes, generation, deadline), oldest first.
+            let mut model: Vec<(u32, usize, u64, u64)> = Vec::new();
+            let (mut now, mut generation) = (0u64, 0u64);
+            for op in ops {
+                match op {
+                    Op::Park { ctx, token_len } => {
+                        let a = ask(token_len);
+                        let bytes = a.bytes();
+                        let fits = !model.iter().any(|m| m.0 == ctx)
+                            && model.len() < LIMITS.max_requests
+                            && model.iter().map(|m| m.1).sum::<usize>() + bytes <= LIMITS.max_bytes;
+                        let r = p.park(ctx, a, generation, now, now + WAIT);
+                        prop_assert_eq!(r.is_ok(), fits);
+                        if fits {
+                            model.push((ctx, bytes, generation, now + WAIT));
+                        }
+                    }
+                    Op::Leave(ctx) => {
+                        let was = model.iter().any(|m| m.0 == ctx);
+                        model.retain(|m| m.0 != ctx);
+                        prop_assert_eq!(p.leave(ctx), was);
+                    }
+                    Op::Take(max) => {
+                        let got: Vec<u32> = p.take_due(now, generation, max).iter().map(|d| d.ctx).collect();
+                        let mut want = Vec::new();
+                        while want.len() < max {
+                            match model.first() {
+                                Some(m) if m.2 != generation || now >= m.3 => {
+                                    want.push(m.0);
+                                    model.remove(0);
+                                }
+                                _ => break,
+                            }
+                        }
+                        prop_assert_eq!(got, want);
+                    }
+                    Op::Advance(ms) => now += ms,
+                    Op::NewKeys => generation += 1,
+                }
+                prop_assert!(p.consistent());
+                prop_assert_eq!(p.len(), model.len());
+                prop_assert_eq!(p.bytes(), model.iter().map(|m| m.1).sum::<usize>());
+                prop_assert!(p.len() <= LIMITS.max_requests && p.bytes() <= LIMITS.max_bytes);
+            }
+        }
+    }
+}

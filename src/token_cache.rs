@@ -201,3 +201,119 @@ mod tests {
         assert!(off.is_empty());
     }
 }
+
+#[cfg(test)]
+mod model {
+    //! The cache against a plain FIFO list over random sequences in simulated time: the same
+    //! token inserted again and again, tokens that expire inside the skew, key rotations.
+    use super::*;
+    use crate::jwks::tests::{jwk_json, keypairs};
+    use crate::jwks::KeySet;
+    use crate::verify::tests::{claims, sign, sources, ISS, NOW};
+    use crate::verify::{verify, Verified};
+    use proptest::prelude::*;
+    use std::collections::HashSet;
+    use std::rc::Rc;
+    use std::sync::OnceLock;
+
+    const CAP: usize = 5;
+    const MAX_BYTES: usize = 6 * 1024;
+
+    /// Eight verified tokens: exp at NOW + 10 * i (some expire during a run).
+    fn pool() -> Vec<(String, Verified)> {
+        static P: OnceLock<Vec<String>> = OnceLock::new();
+        let tokens = P.get_or_init(|| {
+            (0..8u64)
+                .map(|i| {
+                    let pad = "p".repeat(200 * i as usize);
+                    let t = sign(
+                        serde_json::json!({"alg": "RS256", "kid": "sig-1"}),
+                        claims(serde_json::json!({"exp": NOW + 10 * i, "pad": pad})),
+                        0,
+                    );
+                    t
+                })
+                .collect()
+        });
+        let s = sources();
+        tokens
+            .iter()
+            .map(|t| (t.clone(), verify(t, NOW, &s, &crate::verify::tests::policy()).unwrap()))
+            .collect()
+    }
+
+    fn rotated() -> Vec<Source> {
+        let doc = serde_json::json!({"keys": [jwk_json(&keypairs()[1], "sig-2", "sig", "RS256")]});
+        vec![Source {
+            issuers: HashSet::from([ISS.to_string()]),
+            keys: Some(Rc::new(
+                KeySet::parse(doc.to_string().as_bytes(), &["RS256".into()]).unwrap(),
+            )),
+        }]
+    }
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        Insert(usize),
+        Get(usize),
+        Advance(u64),
+        Rotate,
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: crate::lifecycle_model::cases(256), ..ProptestConfig::default() })]
+        #[test]
+        fn cache_matches_fifo_model(ops in prop::collection::vec(prop_oneof![
+            4 => (0..8usize).prop_map(Op::Insert),
+            4 => (0..8usize).prop_map(Op::Get),
+            1 => (1..30u64).prop_map(Op::Advance),
+            1 => Just(Op::Rotate),
+        ], 1..300)) {
+            let pool = pool();
+            let mut c = TokenCache::new(CAP, MAX_BYTES);
+            // The model: (index, bytes) oldest first.
+            let mut model: Vec<(usize, usize)> = Vec::new();
+            let mut now = NOW;
+            let mut srcs = sources();
+            let mut rotated_out = false;
+            for op in ops {
+                match op {
+                    Op::Insert(i) => {
+                        let (t, v) = &pool[i];
+                        let evicted = c.insert(digest(t), v.clone(), t.len());
+                        let bytes = t.len() + ENTRY_OVERHEAD;
+                        model.retain(|(j, _)| *j != i);
+                        model.push((i, bytes));
+                        let mut model_evicted = 0;
+                        while model.len() > CAP || model.iter().map(|m| m.1).sum::<usize>() > MAX_BYTES {
+                            model.remove(0);
+                            model_evicted += 1;
+                        }
+                        prop_assert_eq!(evicted, model_evicted);
+                        prop_assert!(evicted <= CAP + 1, "bounded work");
+                    }
+                    Op::Get(i) => {
+                        let (t, _) = &pool[i];
+                        let hit = c.get(&digest(t), now, &srcs).is_some();
+                        let exp = NOW + 10 * i as u64;
+                        let present = model.iter().any(|(j, _)| *j == i);
+                        let expect = present && now <= exp && !rotated_out;
+                        if present && !expect {
+                            model.retain(|(j, _)| *j != i);
+                        }
+                        prop_assert_eq!(hit, expect);
+                    }
+                    Op::Advance(s) => now += s,
+                    Op::Rotate => {
+                        srcs = rotated();
+                        rotated_out = true;
+                    }
+                }
+                prop_assert_eq!(c.len(), model.len());
+                prop_assert_eq!(c.order_len(), c.len());
+                prop_assert_eq!(c.bytes(), model.iter().map(|m| m.1).sum::<usize>());
+                prop_assert!(c.len() <= CAP && c.bytes() <= MAX_BYTES);
+            }
+        }
+    }
+}

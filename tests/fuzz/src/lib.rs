@@ -4,15 +4,18 @@
 //! Every function must return normally for every input: a panic, an abort, an overflow or a
 //! timeout is a crash.
 use std::cell::RefCell;
+use std::rc::Rc;
 use std::sync::OnceLock;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use jwt_simple::algorithms::RS256KeyPair;
 use sts_gateway::config::Config;
-use sts_gateway::flow::{CalloutResult, Step, Worker};
+use sts_gateway::flow::Worker;
 use sts_gateway::jwks::KeySet;
 use sts_gateway::jwks_store::MemoryStore;
+use sts_gateway::lifecycle::Gateway;
+use sts_gateway::sim::SimHost;
 
 pub const ISSUER: &str = "https://api-gw-service-nmn.local/keycloak/realms/shasta";
 /// 2027-01-15: the fixed "now" of the token target.
@@ -51,12 +54,17 @@ pub fn config_json() -> String {
     .to_string()
 }
 
-fn worker(shared: &MemoryStore) -> Worker {
+/// A gateway on a simulated host whose keys are already fetched.
+fn gateway() -> (Gateway, SimHost) {
     let config = Config::parse(config_json().as_bytes(), &|_| None).expect("fuzz config");
-    let mut w = Worker::new(config);
-    w.jwks_fetched(shared, 0, Some(200), Some(jwks_doc().as_bytes()), NOW_MS)
-        .expect("fuzz jwks");
-    w
+    let mut g = Gateway::new(config);
+    let mut host = SimHost::new(Rc::new(MemoryStore::default()), NOW_MS);
+    g.on_tick(&mut host, 0);
+    let token = *host.pending.keys().next().expect("jwks fetch");
+    host.pending.clear();
+    host.set_answer(Some(200), jwks_doc().as_bytes());
+    g.on_callout_answer(&mut host, token, 1, jwks_doc().len());
+    (g, host)
 }
 
 /// Signs `header.payload` (arbitrary bytes, base64url-encoded here) with the published key.
@@ -88,8 +96,9 @@ fn sign_with(pkey: &superboring::pkey::PKey<superboring::pkey::Private>, input: 
 /// - odd: the rest is `header \xff claims`, signed here with the published key, so the
 ///   claims parser, claim checks and authorization see arbitrary JSON behind a valid signature.
 ///
-/// Both go through `Worker::on_request` (route, extract, verify, token cache, authorize, the
-/// signed STS request), twice (the second hits the cache), then `Worker::sts_answered`.
+/// Both go through `Gateway::on_request` on a simulated host (route, extract, verify, token
+/// cache, authorize, the signed STS request), twice (the second hits the cache), then the
+/// STS answer with the rest of the input as its body.
 pub fn token(data: &[u8]) {
     let Some((&mode, rest)) = data.split_first() else {
         return;
@@ -103,23 +112,35 @@ pub fn token(data: &[u8]) {
         format!("Bearer {}", sign(header, claims))
     };
     thread_local! {
-        static STATE: (MemoryStore, RefCell<Option<Worker>>) = (MemoryStore::default(), RefCell::new(None));
+        static STATE: RefCell<Option<(Gateway, SimHost)>> = const { RefCell::new(None) };
     }
-    STATE.with(|(shared, w)| {
-        let mut w = w.borrow_mut();
-        let w = w.get_or_insert_with(|| worker(shared));
+    STATE.with(|state| {
+        let mut state = state.borrow_mut();
+        let (g, host) = state.get_or_insert_with(gateway);
         let headers = vec![
             (":method".to_string(), "PUT".to_string()),
             (":path".to_string(), "/apis/sts/token".to_string()),
             ("authorization".to_string(), value),
             ("cray-tenant-name".to_string(), String::from_utf8_lossy(&data[..data.len().min(8)]).into_owned()),
         ];
-        for i in 0..2u64 {
-            if let Step::CallSts(call) = w.on_request(shared, &headers, NOW_MS + i, i) {
-                assert!(!format!("{call:?}").contains("SECRETSECRET"), "secret in a callout's Debug");
-                let _ = w.sts_answered(CalloutResult::Answered { status: 200, body: rest, body_size: rest.len() });
+        for i in 0..2u32 {
+            let ctx = 100 + i;
+            host.live.insert(ctx);
+            host.enter(ctx);
+            g.on_request(host, ctx, &headers);
+            let pending: Vec<u32> = host.pending.keys().copied().collect();
+            for token in pending {
+                if let Some(p) = host.pending.remove(&token) {
+                    assert!(!format!("{p:?}").contains("SECRETSECRET"), "secret in a callout");
+                }
+                host.set_answer(Some(200), rest);
+                g.on_callout_answer(host, token, 1, rest.len());
             }
+            host.live.remove(&ctx);
+            g.on_stream_end(ctx);
         }
+        host.replies.clear();
+        host.ended.clear();
         // Also the bare functions, with a tiny size limit.
         let _ = sts_gateway::extract::bearer_token(&headers, 300);
     });

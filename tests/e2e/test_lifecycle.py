@@ -1,0 +1,158 @@
+"""Regressions of the request lifecycle in the real Envoy: sequences over time, not inputs.
+
+- A non-admin's token that expired inside the clock skew, sent again and again, used to hang a
+  worker in the token cache's eviction loop (every later request on that worker: no answer).
+- A flood of concurrent forged-`kid` requests used to crash both VMs when the parked requests
+  were answered all at once (V8: "Maximum call stack size exceeded"), and each parked request
+  kept all its headers.
+- A Keycloak ID token (`typ: ID`) with `aud: shasta` used to mint.
+
+After each: every worker answers healthz within 1 s, no VM was reloaded, and
+`sts_gateway_vm_memory_bytes` (the largest live VM's linear memory) stays under the bound
+docs/architecture.md states.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import resource
+import secrets
+import time
+
+import pytest
+
+TOKEN_PATH = "/apis/sts/token"
+VM_MEMORY_BOUND = 64 * 1024 * 1024
+VM_FAILURE_MARKERS = ("panicked", "Maximum call stack", "Wasm VM failed", "Plugin configured to fail closed")
+
+
+def vm_counters(stack) -> dict[str, int]:
+    stats = stack.envoy_stats(prefix="")
+    return {k: v for k, v in stats.items() if "vm_reload" in k or k.endswith("v8.created")}
+
+
+async def _raw(port: int, request: bytes, timeout: float) -> int:
+    """One request on its own connection; the status code (0: no answer)."""
+    reader, writer = await asyncio.wait_for(asyncio.open_connection("127.0.0.1", port), timeout)
+    try:
+        writer.write(request)
+        await writer.drain()
+        line = await asyncio.wait_for(reader.readline(), timeout)
+        return int(line.split()[1]) if line.startswith(b"HTTP/1.1 ") else 0
+    finally:
+        writer.close()
+
+
+def concurrent(port: int, requests: list[bytes], timeout: float) -> list[int | str]:
+    """All requests at once, each on its own connection."""
+
+    async def run() -> list[int | str]:
+        results = await asyncio.gather(*(_raw(port, r, timeout) for r in requests), return_exceptions=True)
+        return [r if isinstance(r, int) else type(r).__name__ for r in results]
+
+    return asyncio.run(run())
+
+
+def http_request(method: str, path: str, headers: dict[str, str]) -> bytes:
+    lines = [f"{method} {path} HTTP/1.1", "Host: api-gw-service-nmn.local", "Connection: close", "Content-Length: 0"]
+    lines += [f"{k}: {v}" for k, v in headers.items()]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode()
+
+
+def healthz_on_every_worker(stack, connections: int = 24) -> None:
+    """Fresh connections land on both workers: each must be answered within 1 s."""
+    port = stack.cfg.ports["http"]
+    statuses = concurrent(port, [http_request("GET", "/apis/sts/healthz", {})] * connections, timeout=1.0)
+    assert statuses == [200] * connections, statuses
+
+
+def forged_kid_token(valid: str) -> str:
+    """The issuer's own header and payload with a random kid and a garbage signature."""
+    header_b64, payload_b64, _ = valid.split(".")
+    header = json.loads(base64.urlsafe_b64decode(header_b64 + "=" * (-len(header_b64) % 4)))
+    header["kid"] = "forged-" + secrets.token_hex(8)
+    h = base64.urlsafe_b64encode(json.dumps(header).encode()).rstrip(b"=").decode()
+    sig = base64.urlsafe_b64encode(secrets.token_bytes(256)).rstrip(b"=").decode()
+    return f"{h}.{payload_b64}.{sig}"
+
+
+def assert_healthy(stack, before: dict[str, int], log_from: int) -> None:
+    healthz_on_every_worker(stack)
+    assert vm_counters(stack) == before, "a VM was reloaded or re-created"
+    log = stack.envoy_log()[log_from:]
+    for marker in VM_FAILURE_MARKERS:
+        assert marker not in log, marker
+    # Positive control: the gauge is there and reports a real VM.
+    gauge = stack.envoy_stats().get("wasmcustom.sts_gateway_vm_memory_bytes", 0)
+    assert 64 * 1024 <= gauge < VM_MEMORY_BOUND, gauge
+
+
+def test_skew_expired_token_repeated_does_not_hang_a_worker(stack):
+    entries = 64
+    with stack.envoy_variant(plugin_overrides={"token_cache_entries": entries}):
+        before, log_from = vm_counters(stack), len(stack.envoy_log())
+        token = stack.control_token(username="user", expires_in=-2)  # inside the 60 s skew
+        import requests
+
+        s = requests.Session()
+        url = stack.cfg.gateway_http_url + TOKEN_PATH
+        statuses = [s.put(url, headers={"Authorization": f"Bearer {token}"}, timeout=5).status_code
+                    for _ in range(4 * entries + 10)]
+        assert set(statuses) == {403}, statuses[:5]
+        assert_healthy(stack, before, log_from)
+
+
+def test_flood_of_forged_kids_with_large_headers_ends_in_401s_without_a_crash(stack):
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, 16384), hard))
+    valid = stack.control_token(username="admin")
+    before, log_from = vm_counters(stack), len(stack.envoy_log())
+    pad = "a" * 16_000
+    requests_ = [http_request("PUT", TOKEN_PATH, {"Authorization": f"Bearer {forged_kid_token(valid)}", "X-Pad": pad})
+                 for _ in range(4096)]
+    started = time.monotonic()
+    statuses = concurrent(stack.cfg.ports["http"], requests_, timeout=60.0)
+    took = time.monotonic() - started
+    counts = {s: statuses.count(s) for s in set(statuses)}
+    assert counts == {401: 4096}, counts
+    assert_healthy(stack, before, log_from)
+    # The forged kids are refused from memory now: another burst costs no waiting.
+    print(f"4096 forged-kid requests: {took:.1f} s; vm memory gauge "
+          f"{stack.envoy_stats().get('wasmcustom.sts_gateway_vm_memory_bytes')}")
+
+
+def test_id_token_is_refused_and_access_token_still_mints(stack):
+    import requests
+
+    s = requests.Session()
+    url = stack.cfg.gateway_http_url + TOKEN_PATH
+    id_token = stack.control_token(username="admin", claims={"typ": "ID"})
+    r = s.put(url, headers={"Authorization": f"Bearer {id_token}"}, timeout=10)
+    assert r.status_code == 401, r.text
+    assert "typ" in r.json()["detail"]
+    # Positive control: the same user's access token (typ Bearer) mints.
+    r = s.put(url, headers={"Authorization": f"Bearer {stack.control_token(username='admin')}"}, timeout=10)
+    assert r.status_code == 201, r.text
+
+
+def _no_rules(plugin):
+    plugin["rules"] = []
+    return plugin
+
+
+def _min_refetch_zero(plugin):
+    plugin["issuers"][0]["jwks"]["min_refetch_seconds"] = 0
+    return plugin
+
+
+@pytest.mark.parametrize(
+    ("patch", "field"),
+    [(_no_rules, "rules"), (_min_refetch_zero, "issuers[0].jwks.min_refetch_seconds")],
+)
+def test_unsafe_configs_are_refused_with_the_field_named(stack, patch, field):
+    with pytest.raises(Exception) as refused:
+        stack.restart_envoy(plugin_overrides=patch, timeout=15)
+    log = str(refused.value) + stack.envoy_log()
+    assert f"invalid plugin configuration: {field}:" in log, log[-3000:]
