@@ -5,7 +5,7 @@ use std::collections::{HashMap, HashSet};
 use std::hash::BuildHasher;
 use std::rc::Rc;
 
-use crate::authorize::authorize;
+use crate::authorize::{authorize, Scope};
 use crate::config::{Config, JwksSource};
 use crate::credentials;
 use crate::error::{Error, Reply};
@@ -368,13 +368,13 @@ impl Worker {
                 return Ok(Step::AwaitKeys);
             }
         };
-        authorize(&verified.claims, &self.config.rules, ask.tenant.as_deref())?;
-        Ok(Step::CallSts(self.sts_call(
-            &verified,
+        let scope = authorize(
+            &verified.claims,
+            &self.config.rules,
+            &self.config.tenants,
             ask.tenant.as_deref(),
-            now,
-            unique,
-        )))
+        )?;
+        Ok(Step::CallSts(self.sts_call(&verified, scope, now, unique)))
     }
 
     fn verify_cached(&mut self, token: &str, now: u64) -> Result<Verified, VerifyError> {
@@ -393,13 +393,11 @@ impl Worker {
         Ok(verified)
     }
 
-    fn sts_call(
-        &mut self,
-        verified: &Verified,
-        tenant: Option<&str>,
-        now: u64,
-        unique: u64,
-    ) -> StsCall {
+    fn sts_call(&mut self, verified: &Verified, scope: Scope, now: u64, unique: u64) -> StsCall {
+        let tenant = match &scope {
+            Scope::Tenant(t) => Some(t.as_str()),
+            Scope::Full => None,
+        };
         self.seq = self.seq.wrapping_add(1);
         let claims = &verified.claims;
         let username = claims
@@ -409,8 +407,10 @@ impl Worker {
         let session = session_name(
             username,
             claims.subject.as_deref(),
+            tenant,
             unique ^ self.nonce ^ self.seq.rotate_left(40),
         );
+        let tenant_policy = tenant.map(|t| self.config.tenants.policy_for(t));
         let rgw = &self.config.rgw;
         let params = AssumeRoleParams {
             authority: &rgw.authority,
@@ -420,7 +420,7 @@ impl Worker {
             role_arn: &rgw.role_arn,
             role_session_name: &session,
             duration_seconds: rgw.duration_seconds,
-            policy: rgw.policy.as_deref(),
+            policy: tenant_policy.as_deref().or(rgw.policy.as_deref()),
         };
         let request = sts_request::build(&params, &mut self.signing, rgw.secret_access_key(), now);
         StsCall {

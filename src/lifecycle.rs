@@ -83,6 +83,8 @@ pub struct Gateway {
     call_of: HashMap<ContextId, CalloutToken>,
     fetches: HashMap<CalloutToken, Fetch>,
     fast_tick: bool,
+    #[cfg(test)]
+    last_sts_body: String,
     /// Verification passes so far (the property tests bound them per call).
     verifications: u64,
 }
@@ -100,6 +102,8 @@ impl Gateway {
             call_of: HashMap::new(),
             fetches: HashMap::new(),
             fast_tick: false,
+            #[cfg(test)]
+            last_sts_body: String::new(),
             verifications: 0,
         }
     }
@@ -133,6 +137,11 @@ impl Gateway {
             parking_consistent: self.parking.consistent(),
             verifications: self.verifications,
         }
+    }
+
+    #[cfg(test)]
+    pub fn last_sts_body_for_tests(&self) -> String {
+        self.last_sts_body.clone()
     }
 
     /// A request's headers (pseudo-headers included, names lower-case).
@@ -233,6 +242,11 @@ impl Gateway {
                 .saturating_add(call.callout.timeout_ms)
                 .saturating_add(CALLOUT_SLACK_MS),
         };
+        #[cfg(test)]
+        {
+            self.last_sts_body =
+                String::from_utf8_lossy(call.callout.body.as_deref().unwrap_or_default()).into();
+        }
         // Owned by the client's stream: if the client leaves, Envoy cancels it.
         match host.dispatch(Some(ctx), &call.callout) {
             Ok(token) => {

@@ -377,3 +377,40 @@ fn lost_callouts_expire() {
     assert_eq!(vm.status_of(c), Some(504));
     assert_eq!(vm.g.usage().calls, 0);
 }
+
+#[test]
+fn tenant_scope_reaches_rgw_as_session_policy() {
+    let mut vm = Vm::with_keys(config_with(json!({})));
+    let t = token("admin", &["admin"], "sig-1", 0, json!({}));
+    let (c, _) = vm.request(&headers(
+        "PUT",
+        "/apis/sts/token",
+        Some(&t),
+        &[("cray-tenant-name", "blue")],
+    ));
+    assert_eq!(vm.g.phase(c), Some(Phase::CallingSts));
+    let body = vm.g.last_sts_body_for_tests();
+    assert!(body.contains("RoleSessionName=admin%40blue-"), "{body}");
+    assert!(body.contains("&Policy=%7B%22Version%22"), "{body}");
+    assert!(body.contains("arn%3Aaws%3As3%3A%3A%3Ablue-%2A"), "{body}");
+    // Without the header: no policy, as before.
+    let (_, _) = vm.request(&put(&t));
+    assert!(!vm.g.last_sts_body_for_tests().contains("Policy="));
+    // A tenant admin of another tenant: 403, no RGW call.
+    let ta = token(
+        "ta",
+        &[],
+        "sig-1",
+        0,
+        json!({"realm_access": {"roles": ["tenant-admin"]}, "groups": ["red-tenant-admin"]}),
+    );
+    let before = vm.sts_pending().len();
+    let (c, _) = vm.request(&headers(
+        "PUT",
+        "/apis/sts/token",
+        Some(&ta),
+        &[("cray-tenant-name", "blue")],
+    ));
+    assert_eq!(vm.status_of(c), Some(403));
+    assert_eq!(vm.sts_pending().len(), before);
+}
