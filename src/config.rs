@@ -81,6 +81,10 @@ pub struct Config {
     /// Credentials scoped to a tenant (`Cray-Tenant-Name`).
     #[serde(default)]
     pub tenants: TenantsConfig,
+    /// Opt-in: hand a caller the credentials already minted for them while enough lifetime
+    /// remains, and let concurrent requests of one caller share one RGW call. Off when absent.
+    #[serde(default)]
+    pub reuse: Option<ReuseConfig>,
     pub rgw: RgwConfig,
 }
 
@@ -131,6 +135,20 @@ impl Default for ParkingConfig {
             max_bytes: default_parking_bytes(),
         }
     }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReuseConfig {
+    /// Reuse credentials only while at least this much of their lifetime remains.
+    pub min_remaining_seconds: u64,
+    /// Callers remembered per worker.
+    #[serde(default = "default_reuse_entries")]
+    pub max_entries: usize,
+}
+
+fn default_reuse_entries() -> usize {
+    1024
 }
 
 /// One element of a rule list: a rule, or a group of which one must hold (logical OR). The
@@ -456,6 +474,22 @@ impl Config {
             ));
         }
         validate_rules("rules", &self.rules, false)?;
+        if let Some(r) = &self.reuse {
+            if r.min_remaining_seconds < 60
+                || r.min_remaining_seconds >= u64::from(self.rgw.duration_seconds)
+            {
+                return Err(ConfigError::new(
+                    "reuse.min_remaining_seconds",
+                    "must be at least 60 and less than rgw.duration_seconds",
+                ));
+            }
+            if !(1..=100_000).contains(&r.max_entries) {
+                return Err(ConfigError::new(
+                    "reuse.max_entries",
+                    "must be between 1 and 100000",
+                ));
+            }
+        }
         self.tenants.validate()?;
         if self.rgw.policy.is_some() && self.tenants.scoping_possible() {
             return Err(ConfigError::new(

@@ -16,7 +16,7 @@ use crate::parking::Ask;
 use crate::session::session_name;
 use crate::sigv4::SigningKeyCache;
 use crate::sts_request::{self, AssumeRoleParams};
-use crate::sts_response::{self, StsError, MAX_BODY_BYTES};
+use crate::sts_response::{self, AssumedCredentials, StsError, MAX_BODY_BYTES};
 use crate::token_cache::{digest, TokenCache, TokenDigest};
 use crate::verify::{check_claims, verify, Policy, Source, Verified, VerifyError};
 
@@ -46,6 +46,8 @@ pub enum Step {
 #[derive(Debug)]
 pub struct StsCall {
     pub callout: Callout,
+    /// Who the credentials are for (issuer, subject, tenant scope), when reuse is on.
+    pub reuse_key: Option<TokenDigest>,
     /// Who asked, for the mint log line (never a secret).
     pub caller: String,
     pub session: String,
@@ -411,6 +413,14 @@ impl Worker {
             unique ^ self.nonce ^ self.seq.rotate_left(40),
         );
         let tenant_policy = tenant.map(|t| self.config.tenants.policy_for(t));
+        let reuse_key = self.config.reuse.map(|_| {
+            digest(&format!(
+                "{}\n{}\n{}",
+                claims.issuer.as_deref().unwrap_or_default(),
+                claims.subject.as_deref().unwrap_or_default(),
+                tenant.unwrap_or_default()
+            ))
+        });
         let rgw = &self.config.rgw;
         let params = AssumeRoleParams {
             authority: &rgw.authority,
@@ -424,6 +434,7 @@ impl Worker {
         };
         let request = sts_request::build(&params, &mut self.signing, rgw.secret_access_key(), now);
         StsCall {
+            reuse_key,
             callout: Callout {
                 cluster: rgw.cluster.clone(),
                 headers: request.headers,
@@ -444,6 +455,12 @@ impl Worker {
 
     /// RGW's answer (or its absence) → the client's answer.
     pub fn sts_reply(&self, answer: StsAnswer<'_>) -> Result<Reply, Error> {
+        self.sts_credentials(answer)
+            .and_then(|creds| self.credentials_reply(&creds))
+    }
+
+    /// RGW's answer (or its absence) → the credentials, or why there are none.
+    pub fn sts_credentials(&self, answer: StsAnswer<'_>) -> Result<AssumedCredentials, Error> {
         let (status, body, body_size) = match answer {
             StsAnswer::DispatchFailed => return Err(Error::RgwUnavailable),
             StsAnswer::Reset => return Err(Error::RgwBadAnswer("connection reset")),
@@ -456,19 +473,23 @@ impl Worker {
         if body_size > MAX_BODY_BYTES {
             return Err(Error::RgwBadAnswer("answer too large"));
         }
-        let creds = match sts_response::parse(status, body) {
-            Ok(c) => c,
+        match sts_response::parse(status, body) {
+            Ok(c) => Ok(c),
             // Envoy itself answers 503 (no upstream) and 504 (timeout) without RGW's XML.
             Err(StsError::Rgw { status: 503, code }) if code == sts_response::UNKNOWN_CODE => {
-                return Err(Error::RgwUnavailable)
+                Err(Error::RgwUnavailable)
             }
             Err(StsError::Rgw { status: 504, code }) if code == sts_response::UNKNOWN_CODE => {
-                return Err(Error::RgwTimeout)
+                Err(Error::RgwTimeout)
             }
-            Err(StsError::Rgw { status, code }) => return Err(Error::Rgw { status, code }),
-            Err(StsError::Malformed(why)) => return Err(Error::RgwBadAnswer(why)),
-        };
-        let body = credentials::response_body(&creds, &self.config.rgw.endpoint_url)
+            Err(StsError::Rgw { status, code }) => Err(Error::Rgw { status, code }),
+            Err(StsError::Malformed(why)) => Err(Error::RgwBadAnswer(why)),
+        }
+    }
+
+    /// The client's 201 for these credentials.
+    pub fn credentials_reply(&self, creds: &AssumedCredentials) -> Result<Reply, Error> {
+        let body = credentials::response_body(creds, &self.config.rgw.endpoint_url)
             .map_err(|_| Error::RgwBadAnswer("Expiration is not an RFC 3339 UTC time"))?;
         Ok(Reply {
             status: 201,

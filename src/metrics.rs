@@ -28,6 +28,10 @@ pub const REASONS: &[&str] = &[
     "rgw_timeout",
     "rgw_bad_answer",
     "client_gone",
+    // 201s without an RGW call of their own (opt-in reuse): handed stored credentials, or
+    // waited for another request's call.
+    "reused",
+    "coalesced",
 ];
 
 const RGW_CLASSES: &[&str] = &["2xx", "4xx", "5xx", "none"];

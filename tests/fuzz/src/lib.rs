@@ -137,7 +137,7 @@ pub fn token(data: &[u8]) {
                 g.on_callout_answer(host, token, 1, rest.len());
             }
             host.live.remove(&ctx);
-            g.on_stream_end(ctx);
+            g.on_stream_end(host, ctx);
         }
         host.replies.clear();
         host.ended.clear();
