@@ -154,10 +154,31 @@ fn default_reuse_entries() -> usize {
 /// One element of a rule list: a rule, or a group of which one must hold (logical OR). The
 /// elements of a list must all hold (logical AND).
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(untagged)]
+#[serde(try_from = "RawRuleItem")]
 pub enum RuleItem {
     AnyOf { any_of: Vec<Rule> },
     One(Rule),
+}
+
+/// The JSON shape of a [`RuleItem`] (one struct, not an untagged enum: smaller and clearer
+/// errors).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRuleItem {
+    claim: Option<String>,
+    contains: Option<String>,
+    any_of: Option<Vec<Rule>>,
+}
+
+impl TryFrom<RawRuleItem> for RuleItem {
+    type Error = &'static str;
+    fn try_from(r: RawRuleItem) -> Result<Self, Self::Error> {
+        match (r.claim, r.contains, r.any_of) {
+            (Some(claim), Some(contains), None) => Ok(RuleItem::One(Rule { claim, contains })),
+            (None, None, Some(any_of)) => Ok(RuleItem::AnyOf { any_of }),
+            _ => Err("a rule is either {claim, contains} or {any_of: [rules]}"),
+        }
+    }
 }
 
 /// Placeholder for the tenant's name in tenant-admin rules and the policy template.
