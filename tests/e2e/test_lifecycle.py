@@ -19,6 +19,8 @@ import base64
 import json
 import resource
 import secrets
+import socket
+import struct
 import time
 
 import pytest
@@ -156,3 +158,48 @@ def test_unsafe_configs_are_refused_with_the_field_named(stack, patch, field):
         stack.restart_envoy(plugin_overrides=patch, timeout=15)
     log = str(refused.value) + stack.envoy_log()
     assert f"invalid plugin configuration: {field}:" in log, log[-3000:]
+
+
+def _send_and_reset(port: int, request: bytes) -> None:
+    """Sends a request, then resets the connection (SO_LINGER 0) before any answer."""
+    s = socket.create_connection(("127.0.0.1", port), timeout=5)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    s.sendall(request)
+    time.sleep(0.05)  # the filter has the request (and parked it) by now
+    s.close()
+
+
+def test_key_refetch_survives_clients_that_reset(stack):
+    """A JWKS refetch is the root context's: clients that send a fresh kid and reset at once
+    cannot cancel it (nor strand its lease), so a genuine rotation is picked up promptly."""
+    from conftest import Stack
+    from misbehaving import Misbehaving
+
+    with Misbehaving(upstream=stack.cfg.issuer_direct_url) as srv:
+
+        def edit(plugin):
+            plugin["issuers"][0]["jwks"].update(
+                {"cluster": "slow_jwks", "path": "/jwks", "min_refetch_seconds": 1, "timeout_ms": 3000})
+            return plugin
+
+        stack.restart_envoy(plugin_overrides=edit, extra_clusters=[Stack.cluster("slow_jwks", srv.port)])
+        time.sleep(1.2)  # the refetch budget (1 s) has renewed
+        stack.rotate_keys(keep_old=True)
+        rotated = stack.control_token(username="admin")  # signed with the new key
+        srv.behave("slow", delay=0.6)  # the refetch is still in flight when the clients reset
+        before = stack.envoy_stats()
+        port = stack.cfg.ports["http"]
+        for _ in range(10):
+            _send_and_reset(port, http_request("PUT", TOKEN_PATH, {"Authorization": f"Bearer {rotated}"}))
+        import requests
+
+        t0 = time.monotonic()
+        r = requests.put(stack.cfg.gateway_http_url + TOKEN_PATH, headers={"Authorization": f"Bearer {rotated}"},
+                         timeout=15)
+        took = time.monotonic() - t0
+        after = stack.envoy_stats()
+        assert r.status_code == 201, r.text
+        # Within the slow fetch's own time, not the 4 s lease a cancelled fetch would hold.
+        assert took < 2.0, took
+        ok = "wasmcustom.sts_gateway_jwks_fetches_ok"
+        assert after.get(ok, 0) - before.get(ok, 0) >= 1
