@@ -268,7 +268,7 @@ Strategic-merge patch of the gateway Deployment: the Secret's keys become enviro
 of the {ist['gateway_container']} container, which the filter reads (host_env_keys / valueFrom HOST).
 kubectl -n {ist['namespace']} patch deployment {ist['gateway_deployment']} --patch-file envoy/istio/gateway-deployment-patch.yaml
 (with the IstioOperator/Helm gateway chart, set the same env there). Env is read when the pod
-starts: after changing the Secret, `kubectl rollout restart` the gateway (see README, rotation)."""),
+starts: after changing the Secret, `kubectl rollout restart` the gateway (see docs/istio.md, "Rotate")."""),
     }
 
 

@@ -1,7 +1,7 @@
 """A/B of filter builds: `.venv/bin/python tests/bench/ab.py A.wasm B.wasm [...]` restarts the
 bench stack's Envoy with each module in turn (two alternating rounds, so drift on a shared machine
 hits every variant alike) and prints mints/s, p50 and Envoy/RGW CPU per mint for scenario (b) at
-1 and 4 connections. Used to pick opt-level "s" (README, Performance). Leaves
+1 and 4 connections. Used to pick opt-level "s" (docs/performance.md). Leaves
 target/sts_gateway.wasm as the last variant: run `make build` after."""
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Hostile input and failing dependencies (issue 5), end to end on the real stack.
+"""Hostile input and failing dependencies, end to end on the real stack.
 
 Every case asserts its status, and the `guard` fixture then checks what must hold after any
 case: no panic and no Wasm VM failure in Envoy's log, no VM reload or new VM in Envoy's stats,

@@ -1,4 +1,4 @@
-"""Deployment and operations (issue 6), end to end on the real Envoy 1.40 + Ceph RGW + issuer:
+"""Deployment and operations, end to end on the real Envoy 1.40 + Ceph RGW + issuer:
 
 - the files generated from envoy/sts-gateway.yaml are up to date (rerun the generator, diff);
 - the wasm filter config of the generated Istio EnvoyFilter (module fetched over http with its

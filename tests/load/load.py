@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Load test of the STS filter (issue 5): N mints over C keep-alive connections on the test
+"""Load test of the STS filter: N mints over C keep-alive connections on the test
 stack, a mix of valid admin, expired and foreign (unpublished-key) tokens, and a JWKS key
 rotation in the middle. Bounded in count and time; loopback only.
 

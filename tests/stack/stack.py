@@ -923,7 +923,7 @@ rgw enable ops log = false
             "",
             "Get a token (users: admin, testuser = admin role; user = no admin role):",
             f"  TOKEN=$(make -s token{make_args} USER=admin)",
-            "Call the token service (the seed's curl, pointed at the local gateway):",
+            "Call the token service (curl, as clients in the field call it):",
             f'  curl -X PUT -H "Authorization: Bearer $TOKEN" --cacert {rel} '
             f"--resolve {GATEWAY_HOST}:{cfg.ports['https']}:127.0.0.1 {cfg.gateway_url}/apis/sts/token",
         ])
