@@ -20,12 +20,12 @@ rotation with keep_old=False would add yet another key, so the issuer is rotated
 with keep_old=False only after the clients stopped using the old one; tokens of the dropped
 keys then count as "retired": 401 expected once the filter refetched, either answer before).
 """
+
 from __future__ import annotations
 
 import argparse
 import http.client
 import json
-import os
 import random
 import sys
 import threading
@@ -36,17 +36,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "tests" / "stack"))
 
+from helpers import TOKEN_PATH, VM_FAILURE_MARKERS, mint, rss_kb, vm_counters  # noqa: E402
 from stack import Config, Stack, install_gateway_resolver  # noqa: E402
-
-VM_FAILURE_MARKERS = ("panicked", "Wasm VM failed", "Plugin configured to fail closed", "Function: proxy_",
-                      "RuntimeError", "[critical]")
-
-
-def rss_kb(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    return 0
 
 
 class Tokens:
@@ -104,14 +95,17 @@ def run(st: Stack, args: argparse.Namespace) -> int:
     tokens.published = {kid0}
     expired = [st.control_token("admin", expires_in=-600) for _ in range(20)]
     foreign = [st.control_token("admin", unpublished=True) for _ in range(20)]
-    print(f"load: {len(tokens.valid)} valid, {len(expired)} expired, {len(foreign)} foreign tokens "
-          f"in {time.monotonic() - t0:.1f}s", flush=True)
+    print(
+        f"load: {len(tokens.valid)} valid, {len(expired)} expired, {len(foreign)} foreign tokens "
+        f"in {time.monotonic() - t0:.1f}s",
+        flush=True,
+    )
 
     # Warm up (every worker parses the JWKS, caches a few tokens), then measure RSS.
     for tok, _ in tokens.valid[:8]:
-        st.gateway_request("PUT", "/apis/sts/token", token=tok, via="http")
+        mint(st, tok, via="http")
     rss_before = rss_kb(envoy_pid)
-    vm_before = {k: v for k, v in st.envoy_stats("wasm.").items() if "vm_reload" in k or k.endswith("v8.created")}
+    vm_before = vm_counters(st)
 
     port = st.cfg.ports["http"]
     sent = Counter()
@@ -141,8 +135,9 @@ def run(st: Stack, args: argparse.Namespace) -> int:
             token, kind, kid = tokens.pick(rnd, expired, foreign)
             t = time.perf_counter()
             try:
-                conn.request("PUT", "/apis/sts/token", headers={
-                    "Host": "api-gw-service-nmn.local", "Authorization": f"Bearer {token}"})
+                conn.request(
+                    "PUT", TOKEN_PATH, headers={"Host": "api-gw-service-nmn.local", "Authorization": f"Bearer {token}"}
+                )
                 r = conn.getresponse()
                 body = r.read()
                 status = r.status
@@ -214,7 +209,7 @@ def run(st: Stack, args: argparse.Namespace) -> int:
     elapsed = time.monotonic() - t_start
     time.sleep(0.5)
     rss_after = rss_kb(envoy_pid)
-    vm_after = {k: v for k, v in st.envoy_stats("wasm.").items() if "vm_reload" in k or k.endswith("v8.created")}
+    vm_after = vm_counters(st)
     log = st.envoy_log()[log_offset:]
     markers = [m for m in VM_FAILURE_MARKERS if m in log]
     leaked = sum(1 for tok, _ in (new_valid + newest)[:50] if tok in log)
@@ -228,16 +223,25 @@ def run(st: Stack, args: argparse.Namespace) -> int:
     five_xx = sum(n for (kind, status), n in results.items() if status >= 500 or status == 0)
     published_failed = [u for u in unexpected if u[0] == "valid"]
     summary = {
-        "requests": total, "connections": args.connections, "seconds": round(elapsed, 2),
+        "requests": total,
+        "connections": args.connections,
+        "seconds": round(elapsed, 2),
         "req_per_s": round(total / elapsed, 1) if elapsed else 0,
-        "latency_ms": {"p50": round(pct(0.5), 2), "p90": round(pct(0.9), 2), "p99": round(pct(0.99), 2),
-                       "max": round(pct(1.0), 2)},
+        "latency_ms": {
+            "p50": round(pct(0.5), 2),
+            "p90": round(pct(0.9), 2),
+            "p99": round(pct(0.99), 2),
+            "max": round(pct(1.0), 2),
+        },
         "by_kind_status": {f"{k}:{s}": n for (k, s), n in sorted(results.items())},
-        "unexpected": len(unexpected), "unexpected_5xx_or_transport": five_xx,
+        "unexpected": len(unexpected),
+        "unexpected_5xx_or_transport": five_xx,
         "published_key_failures": len(published_failed),
         "envoy_rss_kb": {"before": rss_before, "after": rss_after},
-        "vm_counters": {"before": vm_before, "after": vm_after}, "vm_failure_markers": markers,
-        "tokens_in_log": leaked, "rotation": rotation,
+        "vm_counters": {"before": vm_before, "after": vm_after},
+        "vm_failure_markers": markers,
+        "tokens_in_log": leaked,
+        "rotation": rotation,
     }
     print(json.dumps(summary, indent=2))
     if args.json:
@@ -258,8 +262,11 @@ def run(st: Stack, args: argparse.Namespace) -> int:
         failures.append(f"{leaked} tokens in Envoy's log")
     for f in failures:
         print("load: FAIL:", f)
-    print(f"load: {total} requests in {elapsed:.1f}s = {summary['req_per_s']} req/s; "
-          f"Envoy RSS {rss_before} kB -> {rss_after} kB; {'FAIL' if failures else 'ok'}", flush=True)
+    print(
+        f"load: {total} requests in {elapsed:.1f}s = {summary['req_per_s']} req/s; "
+        f"Envoy RSS {rss_before} kB -> {rss_after} kB; {'FAIL' if failures else 'ok'}",
+        flush=True,
+    )
     return 1 if failures else 0
 
 
