@@ -14,7 +14,7 @@ import boto3
 import pytest
 from botocore.config import Config as BotoConfig
 
-from helpers import TOKEN_PATH, mint, seed_python_example
+from helpers import TOKEN_PATH, mint, python_client_example
 
 EXPIRATION_RE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}\+00:00$")
 
@@ -46,7 +46,7 @@ def jwt_claims(token: str) -> dict:
 
 
 def use_with_boto3(creds):
-    """Exactly the seed's creds_kwargs, as the cray CLI does (region_name '')."""
+    """Exactly the Python client's creds_kwargs, as the cray CLI does (region_name '')."""
     creds_kwargs = {
         "aws_access_key_id": creds["AccessKeyId"],
         "aws_secret_access_key": creds["SecretAccessKey"],
@@ -84,7 +84,7 @@ def test_forwarded_access_token_header(stack):
     assert_credentials(stack, r)
 
 
-def test_seed_curl(stack):
+def test_curl_example(stack):
     token = stack.token("admin")
     port = stack.cfg.ports["https"]
     out = subprocess.run(
@@ -117,7 +117,7 @@ def test_seed_curl(stack):
 def test_python_client_example(stack):
     """The Python client (requests_oauthlib password grant, then PUT) pointed at the gateway:
     201 and credentials that work."""
-    token, sts_response = seed_python_example(stack, username="testuser", password="secret")
+    token, sts_response = python_client_example(stack, username="testuser", password="secret")
     assert sts_response.status_code == 201, sts_response.text
     assert jwt_claims(token["access_token"])["preferred_username"] == "testuser"
     use_with_boto3(sts_response.json()["Credentials"])

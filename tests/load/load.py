@@ -3,7 +3,7 @@
 stack, a mix of valid admin, expired and foreign (unpublished-key) tokens, and a JWKS key
 rotation in the middle. Bounded in count and time; loopback only.
 
-    flock /tmp/sts-gateway-stack.lock .venv/bin/python tests/load/load.py --requests 20000 --connections 64
+    flock /tmp/sts-stack.lock .venv/bin/python tests/load/load.py --requests 20000 --connections 64
 
 Checks (exit status 1 if one fails):
   * every answer is the expected one: 201 for a token signed by a key the issuer publishes,

@@ -3,7 +3,7 @@
 TOKEN_PATH, mint(stack, token, **kw)     the token request through the gateway
 VM_FAILURE_MARKERS, vm_counters(stack)    signs of a panicking or reloaded Wasm VM
 rss_kb(pid)                               a process's resident memory
-seed_python_example(stack, ...)           the Python client clients use (requests_oauthlib)
+python_client_example(stack, ...)           the Python client clients use (requests_oauthlib)
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ def rss_kb(pid: int | None) -> int | None:
     return None
 
 
-def seed_python_example(stack, username: str = "testuser", password: str = "anything"):  # type: ignore[no-untyped-def]
+def python_client_example(stack, username: str = "testuser", password: str = "anything"):  # type: ignore[no-untyped-def]
     """The Python client of the token service as clients run it (requests_oauthlib password
     grant with client `shasta` in realm `shasta`, then PUT the token path with the session),
     pointed at this stack's gateway. Returns (the OAuth2 token dict, the PUT's response)."""
