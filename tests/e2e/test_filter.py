@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -14,7 +13,7 @@ import boto3
 import pytest
 from botocore.config import Config as BotoConfig
 
-from helpers import TOKEN_PATH, mint, python_client_example
+from helpers import TOKEN_PATH, curl, mint, python_client_example
 
 EXPIRATION_RE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}\+00:00$")
 
@@ -86,30 +85,8 @@ def test_forwarded_access_token_header(stack):
 
 def test_curl_example(stack):
     token = stack.token("admin")
-    port = stack.cfg.ports["https"]
-    out = subprocess.run(
-        [
-            "curl",
-            "-sS",
-            "-X",
-            "PUT",
-            "-H",
-            f"Authorization: Bearer {token}",
-            "--cacert",
-            stack.ca_file,
-            "--resolve",
-            f"api-gw-service-nmn.local:{port}:127.0.0.1",
-            "-w",
-            "\n%{http_code}",
-            f"https://api-gw-service-nmn.local:{port}{TOKEN_PATH}",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=True,
-    ).stdout
-    body, code = out.rsplit("\n", 1)
-    assert code == "201", out
+    code, body = curl(stack, "-X", "PUT", "-H", f"Authorization: Bearer {token}", f"{stack.gateway_url}{TOKEN_PATH}")
+    assert code == 201, body
     creds = json.loads(body)["Credentials"]
     assert list(creds) == ["AccessKeyId", "EndpointURL", "Expiration", "SecretAccessKey", "SessionToken"]
 

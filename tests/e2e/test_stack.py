@@ -21,8 +21,8 @@ import requests
 from botocore.exceptions import ClientError
 
 from conftest import REPO, run_make
-from helpers import mint
-from stack import GATEWAY_HOST, StackError, port_open, tcp_blackhole
+from helpers import curl, curl_run, mint
+from stack import StackError, port_open, tcp_blackhole
 from stacklib.procs import proc_gone
 
 JWT_RE = re.compile(r"^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$")
@@ -181,33 +181,6 @@ def test_discovery_through_gateway(stack):
 # ------------------------------------------------------------------ curl over https
 
 
-def curl(stack, *args: str) -> tuple[int, str]:
-    port = stack.cfg.ports["https"]
-    r = subprocess.run(
-        [
-            "curl",
-            "-sS",
-            "-o",
-            "-",
-            "-w",
-            "\n%{http_code}",
-            "--max-time",
-            "15",
-            "--cacert",
-            stack.ca_file,
-            "--resolve",
-            f"{GATEWAY_HOST}:{port}:127.0.0.1",
-            *args,
-        ],
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
-    assert r.returncode == 0, r.stderr
-    body, _, code = r.stdout.rpartition("\n")
-    return int(code), body
-
-
 def test_curl_healthz_over_https(stack):
     code, body = curl(stack, f"{stack.gateway_url}/apis/sts/healthz")
     assert code == 200, body
@@ -215,25 +188,9 @@ def test_curl_healthz_over_https(stack):
 
 
 def test_gateway_certificate_is_from_the_stack_ca(stack):
-    port = stack.cfg.ports["https"]
-    r = subprocess.run(
-        [
-            "curl",
-            "-sS",
-            "-o",
-            "/dev/null",
-            "--max-time",
-            "10",
-            "--resolve",
-            f"{GATEWAY_HOST}:{port}:127.0.0.1",
-            f"{stack.gateway_url}/plain/healthz",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=30,
-        env=dict(os.environ, CURL_CA_BUNDLE=""),
-    )
-    assert r.returncode != 0, "the gateway's certificate should not be trusted without the stack CA"
+    assert curl(stack, f"{stack.gateway_url}/plain/healthz")[0] == 200  # the control: with the CA
+    r = curl_run(stack, f"{stack.gateway_url}/plain/healthz", cacert=False)
+    assert r.returncode == 60, "the gateway's certificate should not be trusted without the stack CA"
 
 
 # ------------------------------------------------------------------ RGW and its STS

@@ -8,6 +8,8 @@ python_client_example(stack, ...)           the Python client clients use (reque
 
 from __future__ import annotations
 
+import os
+import subprocess
 from pathlib import Path
 
 TOKEN_PATH = "/apis/sts/token"
@@ -66,3 +68,26 @@ def python_client_example(stack, username: str = "testuser", password: str = "an
     session.verify = stack.ca_file
     token = session.fetch_token(token_url=token_url, client_id=client_id, username=username, password=password)
     return token, session.put(sts_url)
+
+
+def curl_run(stack, *args: str, cacert: bool = True) -> subprocess.CompletedProcess:  # type: ignore[no-untyped-def]
+    """curl with the gateway's name resolved to 127.0.0.1 (`--resolve`), trusting the stack's CA
+    (or, with cacert=False, no CA at all); prints the body, then the status on a last line."""
+    port = stack.cfg.ports["https"]
+    trust = ["--cacert", stack.ca_file] if cacert else []
+    return subprocess.run(
+        ["curl", "-sS", "-o", "-", "-w", "\n%{http_code}", "--max-time", "15", *trust]
+        + ["--resolve", f"api-gw-service-nmn.local:{port}:127.0.0.1", *args],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env=dict(os.environ, CURL_CA_BUNDLE=""),
+    )
+
+
+def curl(stack, *args: str) -> tuple[int, str]:  # type: ignore[no-untyped-def]
+    """(status, body) of a curl call that must succeed at the transport level."""
+    r = curl_run(stack, *args)
+    assert r.returncode == 0, r.stderr
+    body, _, code = r.stdout.rpartition("\n")
+    return int(code), body
