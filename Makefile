@@ -160,8 +160,9 @@ lint: deps-rust $(VENV_STAMP) ## ruff check + ruff format --check, cargo fmt --c
 	cargo clippy -q --all-targets -- -D warnings
 	cargo clippy -q --release --target $(WASM_TARGET) -- -D warnings
 
-unit: ## the Rust unit tests (cargo test)
+unit: $(VENV_STAMP) ## the Rust unit tests (cargo test), and botocore's SigV4 golden values
 	cargo test
+	$(VENV_PY) tests/sigv4/golden_sts_request.py --check
 
 # The session fixture starts and stops the test stack; the trap also stops it if pytest dies.
 e2e: deps build ## end-to-end tests on the test stack (PYTEST_ARGS=... passes options to pytest)
