@@ -87,12 +87,13 @@ def run(st: Stack, args: argparse.Namespace) -> int:
     st.restart_envoy(plugin_overrides=lambda p: p["issuers"][0]["jwks"].update(min_refetch_seconds=1))
     envoy_pid = st.envoy.pid()
     assert envoy_pid
-    log_offset = len(st.envoy_log())
+    log_start = st.envoy_log_path.stat().st_size  # byte offset of this run in envoy.log
     t0 = time.monotonic()
     kid0 = next(k["kid"] for k in st.jwks()["keys"] if k.get("use") == "sig")
     tokens = Tokens()
     tokens.valid = [(st.control_token("admin" if i % 2 else "testuser"), kid0) for i in range(args.pool)]
     tokens.published = {kid0}
+    first_valid = list(tokens.valid)
     expired = [st.control_token("admin", expires_in=-600) for _ in range(20)]
     foreign = [st.control_token("admin", unpublished=True) for _ in range(20)]
     print(
@@ -116,13 +117,30 @@ def run(st: Stack, args: argparse.Namespace) -> int:
     stop = threading.Event()
     deadline = time.monotonic() + args.max_seconds
     budget = {"left": args.requests}
+    # The rotations start at 30 % and 65 % of the requests, while the clients go on; they may not
+    # run more than 10 % past that point until the rotation is done, so that every phase (before,
+    # between and after the rotations) gets its share of the requests.
+    gate = threading.Condition(lock)
+    phase = {"n": 0, "limit": int(args.requests * 0.4)}
+    by_phase: Counter = Counter()
 
     def take() -> int:
-        with lock:
-            if budget["left"] <= 0:
-                return 0
+        with gate:
+            while True:
+                if budget["left"] <= 0 or stop.is_set() or time.monotonic() > deadline:
+                    return 0
+                if args.requests - budget["left"] < phase["limit"]:
+                    break
+                gate.wait(0.1)
             budget["left"] -= 1
+            by_phase[phase["n"]] += 1
             return args.requests - budget["left"]
+
+    def next_phase(limit_fraction: float) -> None:
+        with gate:
+            phase["n"] += 1
+            phase["limit"] = int(args.requests * limit_fraction)
+            gate.notify_all()
 
     def client(n: int) -> None:
         rnd = random.Random(n)
@@ -172,22 +190,23 @@ def run(st: Stack, args: argparse.Namespace) -> int:
     for t in threads:
         t.start()
 
-    # The rotation, in the middle of the run.
-    def done_fraction() -> float:
+    # The rotations, while the clients run.
+    def taken() -> int:
         with lock:
-            return 1 - budget["left"] / args.requests
+            return args.requests - budget["left"]
 
     rotation: dict[str, float] = {}
-    while done_fraction() < 0.35 and time.monotonic() < deadline and any(t.is_alive() for t in threads):
+    while taken() < args.requests * 0.3 and time.monotonic() < deadline and any(t.is_alive() for t in threads):
         time.sleep(0.05)
     kid1 = st.rotate_keys(keep_old=True)
     new_valid = [(st.control_token("admin" if i % 2 else "testuser"), kid1) for i in range(args.pool)]
     with tokens.lock:
         tokens.published = {kid0, kid1}
         tokens.valid = new_valid
+    next_phase(0.75)
     rotation["switched_at"] = time.monotonic() - t_start
     print(f"load: rotation: kid {kid1[:8]} published and used from {rotation['switched_at']:.1f}s", flush=True)
-    while done_fraction() < 0.7 and time.monotonic() < deadline and any(t.is_alive() for t in threads):
+    while taken() < args.requests * 0.65 and time.monotonic() < deadline and any(t.is_alive() for t in threads):
         time.sleep(0.05)
     # Drop the old key: a rotation without keep_old publishes only a third key, so first switch the
     # clients to that key's tokens... which needs the key first. Order: publish kid2 alone (kid0 and
@@ -200,6 +219,7 @@ def run(st: Stack, args: argparse.Namespace) -> int:
     with tokens.lock:
         tokens.published = {kid2}
         tokens.valid = newest
+    next_phase(1.0)
     rotation["dropped_at"] = time.monotonic() - t_start
     print(f"load: old keys dropped, kid {kid2[:8]} used from {rotation['dropped_at']:.1f}s", flush=True)
 
@@ -210,9 +230,17 @@ def run(st: Stack, args: argparse.Namespace) -> int:
     time.sleep(0.5)
     rss_after = rss_kb(envoy_pid)
     vm_after = vm_counters(st)
-    log = st.envoy_log()[log_offset:]
+    # Envoy writes its access log lazily: a restart flushes it, then the whole run's log is read.
+    st.restart_envoy()
+    with open(st.envoy_log_path, "rb") as f:
+        f.seek(log_start)
+        log = f.read().decode("utf-8", "replace")
     markers = [m for m in VM_FAILURE_MARKERS if m in log]
-    leaked = sum(1 for tok, _ in (new_valid + newest)[:50] if tok in log)
+    every_token = [tok for tok, _ in first_valid + new_valid + newest] + expired + foreign
+    secrets = set(every_token) | {tok.rsplit(".", 1)[1] for tok in every_token}
+    leaked = sum(1 for secret in secrets if secret in log)
+    # The positive control: the lines searched are there, one access-log line per request.
+    access_lines = log.count('"PUT /apis/sts/token HTTP/1.1"')
 
     total = sum(sent.values())
     latencies.sort()
@@ -241,6 +269,9 @@ def run(st: Stack, args: argparse.Namespace) -> int:
         "vm_counters": {"before": vm_before, "after": vm_after},
         "vm_failure_markers": markers,
         "tokens_in_log": leaked,
+        "tokens_scanned": len(secrets),
+        "access_log_lines": access_lines,
+        "requests_by_phase": {str(k): v for k, v in sorted(by_phase.items())},
         "rotation": rotation,
     }
     print(json.dumps(summary, indent=2))
@@ -260,6 +291,11 @@ def run(st: Stack, args: argparse.Namespace) -> int:
         failures.append(f"Wasm VM trouble: {vm_before} -> {vm_after}, log markers {markers}")
     if leaked:
         failures.append(f"{leaked} tokens in Envoy's log")
+    if access_lines < total:
+        failures.append(f"only {access_lines} access-log lines for {total} requests: the log scan saw too little")
+    for n in range(3):
+        if by_phase[n] < args.requests * 0.2:
+            failures.append(f"phase {n} (0: before, 1: between, 2: after the rotations) had {by_phase[n]} requests")
     for f in failures:
         print("load: FAIL:", f)
     print(
