@@ -1,4 +1,5 @@
-//! The 201 body, exactly as the token service answers today (CONTRACT.md):
+//! The 201 body, byte for byte as the token service this filter replaces (the HPE Cray System
+//! Management "simple token service") answers it; its clients read these five keys:
 //!
 //! `{"Credentials": {"AccessKeyId": "..", "EndpointURL": "..", "Expiration": "..",
 //! "SecretAccessKey": "..", "SessionToken": ".."}}`

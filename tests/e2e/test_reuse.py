@@ -8,7 +8,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import requests
 
-TOKEN_PATH = "/apis/sts/token"
+from helpers import TOKEN_PATH
+
 REUSE = {"reuse": {"min_remaining_seconds": 600}}
 
 
@@ -52,8 +53,11 @@ def test_reused_credentials_are_the_same_and_work(stack):
         # RGW accepts them.
         r = s.put(url, headers={"Authorization": f"Bearer {token}"}, timeout=10)
         c = r.json()["Credentials"]
-        s3 = stack.s3_client(aws_access_key_id=c["AccessKeyId"], aws_secret_access_key=c["SecretAccessKey"],
-                             aws_session_token=c["SessionToken"])
+        s3 = stack.s3_client(
+            aws_access_key_id=c["AccessKeyId"],
+            aws_secret_access_key=c["SecretAccessKey"],
+            aws_session_token=c["SessionToken"],
+        )
         s3.list_buckets()
         # Another scope of the same caller is another caller; every request is still authorized.
         assert key_id(mint(stack, token, tenant="blue")) not in ids
@@ -69,7 +73,8 @@ def test_concurrent_requests_of_one_caller_share_rgw_calls(stack):
         after = counters(stack)
         calls = delta(before, after, "sts_gateway_rgw_answers_2xx")
         shared = delta(before, after, "sts_gateway_requests_coalesced") + delta(
-            before, after, "sts_gateway_requests_reused")
+            before, after, "sts_gateway_requests_reused"
+        )
         # At most one call per worker store (two workers), the rest waited or reused.
         assert 1 <= calls <= 2 and len(set(ids)) == calls, (calls, set(ids))
         assert shared == 16 - calls

@@ -13,7 +13,7 @@ import secrets
 import pytest
 from botocore.exceptions import ClientError
 
-TOKEN_PATH = "/apis/sts/token"
+from helpers import TOKEN_PATH
 
 
 def mint(stack, token, tenant=None):
@@ -24,8 +24,11 @@ def mint(stack, token, tenant=None):
 def s3_of(stack, r):
     assert r.status_code == 201, r.text
     c = r.json()["Credentials"]
-    return stack.s3_client(aws_access_key_id=c["AccessKeyId"], aws_secret_access_key=c["SecretAccessKey"],
-                           aws_session_token=c["SessionToken"])
+    return stack.s3_client(
+        aws_access_key_id=c["AccessKeyId"],
+        aws_secret_access_key=c["SecretAccessKey"],
+        aws_session_token=c["SessionToken"],
+    )
 
 
 def denied(call) -> bool:
@@ -38,10 +41,13 @@ def denied(call) -> bool:
 
 
 def tenant_admin_token(stack, tenant: str) -> str:
-    return stack.control_token(username="ta-" + tenant, claims={
-        "realm_access": {"roles": ["offline_access", "tenant-admin"]},
-        "groups": [f"{tenant}-tenant-admin"],
-    })
+    return stack.control_token(
+        username="ta-" + tenant,
+        claims={
+            "realm_access": {"roles": ["offline_access", "tenant-admin"]},
+            "groups": [f"{tenant}-tenant-admin"],
+        },
+    )
 
 
 @pytest.fixture(scope="module")
@@ -75,8 +81,13 @@ def test_admin_with_tenant_header_gets_scoped_credentials(stack, other_bucket):
     r = mint(stack, stack.control_token(username="admin"), tenant="blue")
     assert_scoped_to(s3_of(stack, r), "blue", other_bucket)
     # RGW's answer is the same 201 body the cray CLI reads.
-    assert list(r.json()["Credentials"]) == ["AccessKeyId", "EndpointURL", "Expiration", "SecretAccessKey",
-                                             "SessionToken"]
+    assert list(r.json()["Credentials"]) == [
+        "AccessKeyId",
+        "EndpointURL",
+        "Expiration",
+        "SecretAccessKey",
+        "SessionToken",
+    ]
 
 
 def test_tenant_admin_gets_credentials_for_their_tenant_only(stack, other_bucket):
