@@ -30,7 +30,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # `USER` is also the login name in the environment: only a command-line USER= counts.
 TOKEN_USER := $(if $(filter command line,$(origin USER)),$(USER),admin)
 
-.PHONY: help deps deps-apt deps-node deps-rust deps-fuzz deps-python deps-npm build up down status env token run \
+.PHONY: help deps deps-apt deps-node deps-rust deps-fuzz deps-python deps-npm build build-crash up down status env token run \
         test lint unit soak e2e manifests release bench clean fuzz fuzz-smoke load load-short
 
 help: ## this list
@@ -98,6 +98,14 @@ build: deps-rust ## the filter: target/sts_gateway.wasm (cargo release build + w
 	  mv $(WASM).tmp $(WASM); \
 	fi; \
 	echo "build: $(WASM) ($$(stat -c %s $(WASM)) bytes)"
+
+# Test-only module with a route that panics (feature crash-route): the e2e tests prove a VM that
+# really dies fails closed and is reloaded. Never released; built before `build`, which then
+# rebuilds the release features.
+CRASH_WASM := target/sts_gateway-crash.wasm
+build-crash: deps-rust ## test-only module that panics on /apis/sts/__crash (target/sts_gateway-crash.wasm)
+	cargo build --release --target $(WASM_TARGET) --features envoy,crash-route
+	cp $(WASM_CARGO) $(CRASH_WASM)
 
 # ---------------------------------------------------------------- deployment (docs/istio.md)
 
@@ -172,7 +180,7 @@ soak: ## the model-based property tests with SOAK_CASES sequences each (default 
 	PROPTEST_CASES=$(SOAK_CASES) cargo test --release -q model
 
 # The session fixture starts and stops the test stack; the trap also stops it if pytest dies.
-e2e: deps build ## end-to-end tests on the test stack (PYTEST_ARGS=... passes options to pytest)
+e2e: deps build-crash build ## end-to-end tests on the test stack (PYTEST_ARGS=... passes options to pytest)
 	@trap '$(VENV_PY) tests/stack/stack.py --test down >/dev/null 2>&1 || true' EXIT; \
 	$(VENV)/bin/pytest tests/e2e -v $(PYTEST_ARGS)
 

@@ -22,6 +22,7 @@ import secrets
 import socket
 import struct
 import time
+from pathlib import Path
 
 import pytest
 
@@ -207,3 +208,47 @@ def test_key_refetch_survives_clients_that_reset(stack):
         assert took < 2.0, took
         ok = "wasmcustom.sts_gateway_jwks_fetches_ok"
         assert after.get(ok, 0) - before.get(ok, 0) >= 1
+
+
+def test_a_vm_that_really_crashes_fails_closed_and_is_reloaded(stack):
+    """The test-only build (`--features crash-route`, never released) panics on
+    /apis/sts/__crash: the request that killed the VM is refused, never passed on, and the VM is
+    reloaded (failure_policy FAIL_RELOAD) so the next request mints."""
+    from stacklib.envoy import generator
+
+    crash = Path(__file__).resolve().parents[2] / "target" / "sts_gateway-crash.wasm"
+    assert crash.exists(), "make e2e builds it (make build-crash)"
+
+    def use_crash_build(doc):
+        for f in generator().wasm_filters(doc):
+            f["typed_config"]["config"]["vm_config"]["code"]["local"]["filename"] = str(crash)
+        return doc
+
+    import requests
+
+    url = stack.cfg.gateway_http_url
+    with stack.envoy_variant(envoy_patch=use_crash_build):
+        token = stack.control_token(username="admin")
+        # Control: the crash build mints like the release build.
+        assert (
+            requests.put(url + TOKEN_PATH, headers={"Authorization": f"Bearer {token}"}, timeout=10).status_code == 201
+        )
+        before, log_from = vm_counters(stack), len(stack.envoy_log())
+        r = requests.get(url + "/apis/sts/__crash", timeout=10)
+        # Fail closed: Envoy's own 503 for a failed plugin, not the route's 404 behind the filter.
+        assert r.status_code == 503, (r.status_code, r.text)
+        assert "panicked" in stack.envoy_log()[log_from:]
+        # Fresh connections reach both workers; the crashed one reloads its VM on its next request.
+        deadline = time.monotonic() + 15
+        statuses: list[int] = []
+        while time.monotonic() < deadline:
+            statuses = [
+                requests.put(url + TOKEN_PATH, headers={"Authorization": f"Bearer {token}"}, timeout=10).status_code
+                for _ in range(8)
+            ]
+            if vm_counters(stack) != before and statuses == [201] * 8:
+                break
+            time.sleep(0.2)
+        after = vm_counters(stack)
+        assert after != before, (before, after)
+        assert statuses == [201] * 8, statuses
