@@ -23,6 +23,7 @@ pub mod config;
 pub mod credentials;
 pub mod error;
 pub mod extract;
+pub mod fifo;
 pub mod flow;
 pub mod host;
 pub mod jwks;
