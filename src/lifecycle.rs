@@ -213,8 +213,9 @@ impl Gateway {
             }
             Route::Token => match ask_of(headers, self.config().max_token_bytes) {
                 Ok(ask) => {
+                    // The request's one clock read.
                     let now = host.now_ms();
-                    self.verify(host, ctx, ask, now, Wait::Allowed);
+                    self.verify(host, ctx, ask, now, now, Wait::Allowed);
                     return Action::Pause;
                 }
                 Err(e) => self.worker.reply(&e),
@@ -231,10 +232,10 @@ impl Gateway {
         ctx: ContextId,
         ask: Ask,
         started_ms: u64,
+        now: u64,
         wait: Wait,
     ) {
         self.verifications += 1;
-        let now = host.now_ms();
         let unique = started_ms.wrapping_mul(1_000_003) ^ u64::from(ctx).rotate_left(40);
         match self.worker.mint(&*host, &ask, now, unique, wait) {
             Step::Reply(reply) => {
@@ -291,6 +292,7 @@ impl Gateway {
                     None,
                     &outcome,
                     "reused",
+                    now,
                 );
                 return;
             }
@@ -357,7 +359,7 @@ impl Gateway {
                     "sts-gateway: cannot dispatch to RGW cluster {:?}",
                     callout.cluster
                 );
-                self.sts_done(host, None, entry, StsAnswer::DispatchFailed);
+                self.sts_done(host, entry, StsAnswer::DispatchFailed);
             }
         }
     }
@@ -395,7 +397,7 @@ impl Gateway {
                     body_size,
                 },
             };
-            self.sts_done(host, Some(token), call, answer);
+            self.sts_done(host, call, answer);
         }
     }
 
@@ -531,7 +533,7 @@ impl Gateway {
                     body: b"",
                     body_size: 0,
                 };
-                self.sts_done(host, Some(token), call, timeout);
+                self.sts_done(host, call, timeout);
             }
         }
     }
@@ -566,7 +568,7 @@ impl Gateway {
             let wait = Wait::Over {
                 keys_changed: due.generation != generation,
             };
-            self.verify(host, due.ctx, due.ask, due.started_ms, wait);
+            self.verify(host, due.ctx, due.ask, due.started_ms, now, wait);
         }
         let more = self.parking.any_due(now, self.worker.keys_generation());
         self.tick_fast(host, more);
@@ -579,21 +581,14 @@ impl Gateway {
         }
     }
 
-    fn sts_done<H: Host>(
-        &mut self,
-        host: &mut H,
-        token: Option<CalloutToken>,
-        call: Call,
-        answer: StsAnswer<'_>,
-    ) {
+    fn sts_done<H: Host>(&mut self, host: &mut H, call: Call, answer: StsAnswer<'_>) {
         let rgw_status = match &answer {
             StsAnswer::Answered { status, .. } => Some(*status),
             _ => None,
         };
+        let now = host.now_ms();
         host.metric(Metric::RgwAnswer { status: rgw_status });
-        host.metric(Metric::RgwLatencyMs(
-            host.now_ms().saturating_sub(call.started_ms),
-        ));
+        host.metric(Metric::RgwLatencyMs(now.saturating_sub(call.started_ms)));
         let creds = self.worker.sts_credentials(answer);
         if let (Ok(c), Some(store), Some(key)) = (&creds, self.reuse.as_mut(), call.reuse_key) {
             let lifetime_ms = u64::from(self.worker.config.rgw.duration_seconds) * 1000;
@@ -604,7 +599,6 @@ impl Gateway {
             );
         }
         let outcome = creds.and_then(|c| self.worker.credentials_reply(&c));
-        let _ = token;
         self.answer_one(
             host,
             call.ctx,
@@ -616,6 +610,7 @@ impl Gateway {
             rgw_status,
             &outcome,
             "minted",
+            now,
         );
         for w in &call.waiters {
             self.call_of.remove(&w.ctx);
@@ -630,6 +625,7 @@ impl Gateway {
                 rgw_status,
                 &outcome,
                 "coalesced",
+                now,
             );
         }
     }
@@ -648,6 +644,7 @@ impl Gateway {
         rgw_status: Option<u16>,
         outcome: &Result<Reply, Error>,
         success: &'static str,
+        now: u64,
     ) {
         let mut reply = match outcome {
             Ok(r) => r.clone(),
@@ -670,7 +667,7 @@ impl Gateway {
             reply.status,
             reason,
             rgw_status.map_or("-".to_string(), |s| s.to_string()),
-            host.now_ms().saturating_sub(started_ms),
+            now.saturating_sub(started_ms),
             request_id
         );
     }
