@@ -130,6 +130,67 @@ def test_token_signed_by_unpublished_key_is_401(stack):
     assert token not in r.text
 
 
+# The RSA algorithms besides RS256 that `algorithms` may allow (src/config.rs ALGORITHMS).
+OTHER_RSA_ALGORITHMS = ["RS384", "RS512", "PS256", "PS384", "PS512"]
+NOT_ALLOWED = "invalid token: signature algorithm not allowed"
+
+
+@pytest.mark.parametrize("alg", OTHER_RSA_ALGORITHMS)
+def test_other_rsa_algorithm_mints_only_when_configured(stack, alg):
+    """The issuer publishes an `alg` key next to its RS256 one and signs a token with it. With
+    `algorithms: [alg]` the token mints and an RS256 token is refused; with the default
+    configuration (RS256 only) it is the other way round. PyJWT, verifying the token with the
+    published key, is the independent check that it really is `alg`."""
+    import jwt
+
+    rs256 = stack.control_token(username="admin")
+    kid = stack.rotate_keys(keep_old=True, alg=alg, current=False)
+    try:
+        token = stack.control_token(username="admin", kid=kid)
+        jwk = next(k for k in stack.jwks()["keys"] if k["kid"] == kid)
+        assert jwk["alg"] == alg and jwt.get_unverified_header(token)["alg"] == alg
+        jwt.decode(token, jwt.PyJWK(jwk).key, algorithms=[alg], audience="shasta")  # raises if not
+        # Default configuration: refused for its algorithm, while the RS256 token mints.
+        r = mint(stack, token)
+        assert r.status_code == 401 and r.json()["detail"] == NOT_ALLOWED, r.text
+        assert_credentials(stack, mint(stack, rs256))
+        with stack.envoy_variant(plugin_overrides={"algorithms": [alg]}):
+            assert_credentials(stack, mint(stack, token))
+            r = mint(stack, rs256)
+            assert r.status_code == 401 and r.json()["detail"] == NOT_ALLOWED, r.text
+    finally:
+        stack.retire_key(kid)
+
+
+def test_duration_seconds_900_against_rgw(stack):
+    """`rgw.duration_seconds: 900` reaches RGW: its Expiration (passed through by the filter) is
+    about now + 900 s, not the default's 3600, and the credentials work on RGW."""
+    token = stack.token("admin")
+    assert_credentials(stack, mint(stack, token))  # the control: the default is ~1 h (checked there)
+    with stack.envoy_variant(plugin_overrides={"rgw": {"duration_seconds": 900}}):
+        before = datetime.now(UTC)
+        r = mint(stack, token)
+        after = datetime.now(UTC)
+        assert r.status_code == 201, r.status_code
+        creds = r.json()["Credentials"]
+        expires = datetime.fromisoformat(creds["Expiration"])
+        # RGW's clock is this machine's; its Expiration has microseconds, ours too.
+        slack = timedelta(seconds=5)
+        assert before + timedelta(seconds=900) - slack <= expires <= after + timedelta(seconds=900) + slack, (
+            before,
+            expires,
+        )
+        s3 = stack.s3_client(
+            aws_access_key_id=creds["AccessKeyId"],
+            aws_secret_access_key=creds["SecretAccessKey"],
+            aws_session_token=creds["SessionToken"],
+        )
+        bucket = f"e2e-d900-{uuid.uuid4().hex[:8]}"
+        s3.create_bucket(Bucket=bucket)
+        assert bucket in [b["Name"] for b in s3.list_buckets()["Buckets"]]
+        s3.delete_bucket(Bucket=bucket)
+
+
 def test_healthz_and_methods(stack):
     r = stack.gateway_request("GET", "/apis/sts/healthz")
     assert r.status_code == 200 and r.json() == {"Status": "ok"}
