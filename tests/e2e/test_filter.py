@@ -243,15 +243,27 @@ def test_bad_config_value_names_the_field(stack):
     assert "rgw.duration_seconds" in log
 
 
+def wait_for_log(stack, seen, since: int, timeout: float = 20.0) -> str:
+    """Envoy's log from offset `since` once `seen(the filter's per-mint lines in it)` holds (the
+    log is written asynchronously), or as it is after `timeout`."""
+    deadline = time.monotonic() + timeout
+    while True:
+        log = stack.envoy_log()[since:]
+        if seen("\n".join(ln for ln in log.splitlines() if "sts-gateway: mint" in ln)) or time.monotonic() > deadline:
+            return log
+        time.sleep(0.1)
+
+
 def test_no_secret_in_envoy_log_or_error_bodies(stack):
+    since = len(stack.envoy_log())
     token = stack.token("admin")
     creds = assert_credentials(stack, mint(stack, token))
     denied = mint(stack, stack.token("user"))
     assert token not in denied.text
-    # Let the access log and the filter's log lines flush.
-    time.sleep(0.5)
-    log = stack.envoy_log()
-    assert "sts-gateway: mint" in log, "the per-mint log line is missing"
+    # The positive control: the filter's line for the mint reached the log (the refusal has none).
+    log = wait_for_log(stack, lambda text: "status=201" in text, since)
+    assert "sts-gateway: mint" in log and "status=201" in log, "the per-mint log line is missing"
+    log = stack.envoy_log()  # all of it since Envoy's start
     for secret in (
         token,
         token.split(".")[2],
@@ -265,9 +277,10 @@ def test_no_secret_in_envoy_log_or_error_bodies(stack):
 
 def test_session_name_names_the_caller(stack):
     """RGW's logs and the filter's log line say who holds which credentials."""
+    since = len(stack.envoy_log())
     mint(stack, stack.token("testuser"))
-    time.sleep(0.3)
-    lines = [ln for ln in stack.envoy_log().splitlines() if "sts-gateway: mint" in ln]
+    log = wait_for_log(stack, lambda text: 'caller="testuser"' in text, since)
+    lines = [ln for ln in log.splitlines() if "sts-gateway: mint" in ln]
     assert any('caller="testuser"' in ln and "session=testuser-" in ln and "status=201" in ln for ln in lines), lines[
         -5:
     ]
@@ -342,8 +355,13 @@ def test_key_rotation_concurrent_requests_wait_for_one_refetch(stack):
         elapsed = time.monotonic() - started
         assert statuses == [201] * 48, statuses
         assert elapsed >= 0.4, "the requests did not wait for the slowed refetch"
-        time.sleep(0.3)
-        refetches = stack.envoy_stats().get("wasmcustom.sts_gateway_jwks_fetches_ok", 0) - fetched
+        ok = "wasmcustom.sts_gateway_jwks_fetches_ok"
+        deadline = time.monotonic() + 20
+        while stack.envoy_stats().get(ok, 0) == fetched and time.monotonic() < deadline:
+            time.sleep(0.05)
+        # A second refetch, had one started, would still be in the slow proxy: give it time to land.
+        time.sleep(2.0)
+        refetches = stack.envoy_stats().get(ok, 0) - fetched
         assert refetches == 1, refetches
         assert "panicked" not in stack.envoy_log()
     finally:

@@ -742,7 +742,8 @@ def jwks_variant(stack: Stack, guard: Guard, srv: Misbehaving, **jwks: int) -> N
             {
                 "cluster": "hostile_jwks",
                 "path": "/jwks",
-                "refresh_seconds": 10,
+                # Far beyond every wait below: recovering within them is retry_seconds' doing.
+                "refresh_seconds": 3600,
                 "retry_seconds": 1,
                 "min_refetch_seconds": 1,
                 "timeout_ms": 500,
@@ -783,7 +784,7 @@ def test_jwks_misbehaves(stack, guard, hostile_jwks, case):
     try:
         hostile_jwks.behave(behavior, **kw)
         jwks_variant(stack, guard, hostile_jwks)
-        deadline = time.monotonic() + 5
+        deadline = time.monotonic() + 20
         while jwks_failures(stack) < 1 and time.monotonic() < deadline:
             time.sleep(0.05)
         assert jwks_failures(stack) >= 1, "the first fetch did not fail"
@@ -791,8 +792,9 @@ def test_jwks_misbehaves(stack, guard, hostile_jwks, case):
         assert_problem(r, 503)
         assert r.headers["retry-after"].isdigit()
         hostile_jwks.behave("proxy")
-        took = wait_status(stack, token, 201, timeout=10)
-        assert took < 5, took  # retry_seconds 1
+        # retry_seconds 1 brings the keys; without it the next attempt is refresh_seconds (3600) away.
+        took = wait_status(stack, token, 201, timeout=60)
+        assert took < 45, took
         # Keys known: a misbehaving refetch (forced by an unknown kid, at most once per
         # min_refetch_seconds 1) changes nothing for callers: the last good keys stay.
         hostile_jwks.behave(behavior, **kw)
@@ -801,7 +803,7 @@ def test_jwks_misbehaves(stack, guard, hostile_jwks, case):
             time.sleep(1.2)
             assert_invalid_token(mint(stack, stack.control_token("admin", unpublished=True)))
             assert mint(stack, token).status_code == 201
-        deadline = time.monotonic() + 5
+        deadline = time.monotonic() + 20
         while jwks_failures(stack) < before + 2 and time.monotonic() < deadline:
             time.sleep(0.1)
         assert jwks_failures(stack) >= before + 2, "the filter did not refetch the JWKS"
@@ -817,9 +819,14 @@ def test_jwks_over_max_bytes_is_refused(stack, guard, hostile_jwks):
     padded = dict(stack.jwks(), padding="x" * 8192)
     hostile_jwks.behave("status", status=200, body=json.dumps(padded), content_type="application/json")
     jwks_variant(stack, guard, hostile_jwks, max_bytes=4096)
+    # The 503 must follow the refused fetch, not merely come before the first answer.
+    deadline = time.monotonic() + 20
+    while jwks_failures(stack) < 1 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert jwks_failures(stack) >= 1, "the padded JWKS was not refused"
     assert_problem(mint(stack, token), 503)
     hostile_jwks.behave("status", status=200, body=json.dumps(stack.jwks()), content_type="application/json")
-    wait_status(stack, token, 201, timeout=10)
+    wait_status(stack, token, 201, timeout=60)
     hostile_jwks.behave("proxy")
 
 
@@ -835,8 +842,9 @@ def test_issuer_down_when_envoy_starts_then_up(stack, guard):
     stack.start_issuer()  # with new keys
     token = stack.token("admin")
     guard.secret(token)
-    took = wait_status(stack, token, 201, timeout=10)
-    assert took < 5, took
+    # retry_seconds 1 brings the new keys; the default refresh_seconds (300) would not, in time.
+    took = wait_status(stack, token, 201, timeout=60)
+    assert took < 45, took
     assert_invalid_token(mint(stack, old_token))  # its key is gone with the old issuer
 
 
@@ -851,7 +859,7 @@ def test_keys_rotated_while_traffic_runs(stack, guard):
     lock = threading.Lock()
 
     def client() -> None:
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 60
         while not stop.is_set() and time.monotonic() < deadline:
             with lock:
                 token = state["token"]
@@ -860,11 +868,20 @@ def test_keys_rotated_while_traffic_runs(stack, guard):
             with lock:
                 results.append((kid, kid in state["published"], r.status_code))
 
+    def wait_results(enough) -> None:
+        """Until `enough(results)` holds (traffic, not wall-clock time, marks each phase)."""
+        deadline = time.monotonic() + 25
+        while time.monotonic() < deadline:
+            with lock:
+                if enough(results):
+                    return
+            time.sleep(0.05)
+
     threads = [threading.Thread(target=client) for _ in range(4)]
     for t in threads:
         t.start()
     try:
-        time.sleep(1.0)
+        wait_results(lambda rs: len(rs) >= 10)  # traffic with the old key first
         old_kid = current_kid(stack)
         with lock:
             new_kid = stack.rotate_keys(keep_old=False)
@@ -872,7 +889,7 @@ def test_keys_rotated_while_traffic_runs(stack, guard):
             state["token"] = stack.control_token("admin")
             old_token = stack.control_token("admin", kid=old_kid)
         guard.secret(state["token"], old_token)
-        time.sleep(2.0)
+        wait_results(lambda rs: sum(1 for kid, _, _ in rs if kid == new_kid) > 10)
     finally:
         stop.set()
         for t in threads:
