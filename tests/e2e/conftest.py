@@ -13,7 +13,9 @@ also when tests fail or pytest gets SIGTERM. It is a `tests/stack/stack.py` `Sta
     stack.token(user="admin")    JWT via the gateway (password grant, client shasta)
     stack.control_token(username="admin", claims=None, expires_in=3600, kid=None,
                         unpublished=False, header=None)   JWT from the issuer's control API
-    stack.rotate_keys(keep_old=False) -> new kid;  stack.jwks()
+    stack.rotate_keys(keep_old=False, alg="RS256", current=True) -> new kid;  stack.jwks()
+    stack.retire_key(kid)        drop a (not current) signing key from the JWKS
+    stack.sign_raw(header: bytes, payload: bytes, kid=None) -> token over exactly these bytes
     stack.restart_envoy(plugin_overrides=None, extra_clusters=None, envoy_patch=None, timeout=20,
                         wait_keys=True)
                                  restart Envoy with a variant config; raises StackError (with the

@@ -130,6 +130,70 @@ def test_token_signed_by_unpublished_key_is_401(stack):
     assert token not in r.text
 
 
+# The RSA algorithms besides RS256 that `algorithms` may allow (src/config.rs ALGORITHMS).
+OTHER_RSA_ALGORITHMS = ["RS384", "RS512", "PS256", "PS384", "PS512"]
+NOT_ALLOWED = "invalid token: signature algorithm not allowed"
+
+
+def assert_not_allowed(r) -> None:
+    assert r.status_code == 401, r.status_code  # (a 201's body would print credentials)
+    assert r.json()["detail"] == NOT_ALLOWED, r.text
+
+
+@pytest.mark.parametrize("alg", OTHER_RSA_ALGORITHMS)
+def test_other_rsa_algorithm_mints_only_when_configured(stack, alg):
+    """The issuer publishes an `alg` key next to its RS256 one and signs a token with it. With
+    `algorithms: [alg]` the token mints and an RS256 token is refused; with the default
+    configuration (RS256 only) it is the other way round. PyJWT, verifying the token with the
+    published key, is the independent check that it really is `alg`."""
+    import jwt
+
+    rs256 = stack.control_token(username="admin")
+    kid = stack.rotate_keys(keep_old=True, alg=alg, current=False)
+    try:
+        token = stack.control_token(username="admin", kid=kid)
+        jwk = next(k for k in stack.jwks()["keys"] if k["kid"] == kid)
+        assert jwk["alg"] == alg and jwt.get_unverified_header(token)["alg"] == alg
+        jwt.decode(token, jwt.PyJWK(jwk).key, algorithms=[alg], audience="shasta")  # raises if not
+        # Default configuration: refused for its algorithm, while the RS256 token mints.
+        assert_not_allowed(mint(stack, token))
+        assert_credentials(stack, mint(stack, rs256))
+        with stack.envoy_variant(plugin_overrides={"algorithms": [alg]}):
+            assert_credentials(stack, mint(stack, token))
+            assert_not_allowed(mint(stack, rs256))
+    finally:
+        stack.retire_key(kid)
+
+
+def test_duration_seconds_900_against_rgw(stack):
+    """`rgw.duration_seconds: 900` reaches RGW: its Expiration (passed through by the filter) is
+    about now + 900 s, not the default's 3600, and the credentials work on RGW."""
+    token = stack.token("admin")
+    assert_credentials(stack, mint(stack, token))  # the control: the default is ~1 h (checked there)
+    with stack.envoy_variant(plugin_overrides={"rgw": {"duration_seconds": 900}}):
+        before = datetime.now(UTC)
+        r = mint(stack, token)
+        after = datetime.now(UTC)
+        assert r.status_code == 201, r.status_code
+        creds = r.json()["Credentials"]
+        expires = datetime.fromisoformat(creds["Expiration"])
+        # RGW's clock is this machine's; its Expiration has microseconds, ours too.
+        slack = timedelta(seconds=5)
+        assert before + timedelta(seconds=900) - slack <= expires <= after + timedelta(seconds=900) + slack, (
+            before,
+            expires,
+        )
+        s3 = stack.s3_client(
+            aws_access_key_id=creds["AccessKeyId"],
+            aws_secret_access_key=creds["SecretAccessKey"],
+            aws_session_token=creds["SessionToken"],
+        )
+        bucket = f"e2e-d900-{uuid.uuid4().hex[:8]}"
+        s3.create_bucket(Bucket=bucket)
+        assert bucket in [b["Name"] for b in s3.list_buckets()["Buckets"]]
+        s3.delete_bucket(Bucket=bucket)
+
+
 def test_healthz_and_methods(stack):
     r = stack.gateway_request("GET", "/apis/sts/healthz")
     assert r.status_code == 200 and r.json() == {"Status": "ok"}
@@ -182,15 +246,27 @@ def test_bad_config_value_names_the_field(stack):
     assert "rgw.duration_seconds" in log
 
 
+def wait_for_log(stack, seen, since: int, timeout: float = 20.0) -> str:
+    """Envoy's log from offset `since` once `seen(the filter's per-mint lines in it)` holds (the
+    log is written asynchronously), or as it is after `timeout`."""
+    deadline = time.monotonic() + timeout
+    while True:
+        log = stack.envoy_log()[since:]
+        if seen("\n".join(ln for ln in log.splitlines() if "sts-gateway: mint" in ln)) or time.monotonic() > deadline:
+            return log
+        time.sleep(0.1)
+
+
 def test_no_secret_in_envoy_log_or_error_bodies(stack):
+    since = len(stack.envoy_log())
     token = stack.token("admin")
     creds = assert_credentials(stack, mint(stack, token))
     denied = mint(stack, stack.token("user"))
     assert token not in denied.text
-    # Let the access log and the filter's log lines flush.
-    time.sleep(0.5)
-    log = stack.envoy_log()
-    assert "sts-gateway: mint" in log, "the per-mint log line is missing"
+    # The positive control: the filter's line for the mint reached the log (the refusal has none).
+    log = wait_for_log(stack, lambda text: "status=201" in text, since)
+    assert "sts-gateway: mint" in log and "status=201" in log, "the per-mint log line is missing"
+    log = stack.envoy_log()  # all of it since Envoy's start
     for secret in (
         token,
         token.split(".")[2],
@@ -204,9 +280,10 @@ def test_no_secret_in_envoy_log_or_error_bodies(stack):
 
 def test_session_name_names_the_caller(stack):
     """RGW's logs and the filter's log line say who holds which credentials."""
+    since = len(stack.envoy_log())
     mint(stack, stack.token("testuser"))
-    time.sleep(0.3)
-    lines = [ln for ln in stack.envoy_log().splitlines() if "sts-gateway: mint" in ln]
+    log = wait_for_log(stack, lambda text: 'caller="testuser"' in text, since)
+    lines = [ln for ln in log.splitlines() if "sts-gateway: mint" in ln]
     assert any('caller="testuser"' in ln and "session=testuser-" in ln and "status=201" in ln for ln in lines), lines[
         -5:
     ]
@@ -281,8 +358,13 @@ def test_key_rotation_concurrent_requests_wait_for_one_refetch(stack):
         elapsed = time.monotonic() - started
         assert statuses == [201] * 48, statuses
         assert elapsed >= 0.4, "the requests did not wait for the slowed refetch"
-        time.sleep(0.3)
-        refetches = stack.envoy_stats().get("wasmcustom.sts_gateway_jwks_fetches_ok", 0) - fetched
+        ok = "wasmcustom.sts_gateway_jwks_fetches_ok"
+        deadline = time.monotonic() + 20
+        while stack.envoy_stats().get(ok, 0) == fetched and time.monotonic() < deadline:
+            time.sleep(0.05)
+        # A second refetch, had one started, would still be in the slow proxy: give it time to land.
+        time.sleep(2.0)
+        refetches = stack.envoy_stats().get(ok, 0) - fetched
         assert refetches == 1, refetches
         assert "panicked" not in stack.envoy_log()
     finally:

@@ -170,7 +170,8 @@ def restart(stack: Stack, guard: Guard, **kw) -> None:
 
 
 def assert_problem(r, status: int) -> dict:
-    assert r.status_code == status, f"{r.status_code} {r.text[:500]}"
+    shown = "(a 201's credentials not shown)" if r.status_code == 201 else r.text[:500]
+    assert r.status_code == status, f"{r.status_code} {shown}"
     assert r.headers["content-type"] == "application/problem+json", r.headers
     body = r.json()
     assert body["status"] == status
@@ -371,69 +372,138 @@ def test_json_nested_10000_deep_reaches_the_parser(stack, guard, where):
     assert_invalid_token(mint(stack, token))
 
 
-def test_duplicate_claims_unsigned(stack, guard):
-    """Duplicate claims with a valid signature are covered by the unit test verify::malformed
-    (the issuer cannot sign raw JSON); here the unsigned variant is refused."""
-    claims = json.dumps(good_claims(stack))[:-1] + ', "iss": "https://evil.example/", "exp": 99999999999}'
-    header = {"alg": "RS256", "typ": "JWT", "kid": current_kid(stack)}
-    real = stack.control_token("admin")
-    token = f"{b64url(json.dumps(header))}.{b64url(claims)}.{real.split('.')[2]}"
+# Tokens over JSON that no JOSE library writes, signed by the issuer's current key through its
+# control API (`stack.sign_raw`): the signature verifies, so what the filter answers is about the
+# JSON. Each case first mints with the same raw-signing path and the same header and payload minus
+# the oddity (the positive control), then sends the odd token.
+
+
+def raw_header(stack: Stack, **extra: object) -> dict:
+    return {"alg": "RS256", "typ": "JWT", "kid": current_kid(stack), **extra}
+
+
+def claims_text(claims: dict, *members: str) -> bytes:
+    """`claims` as JSON text with raw `"name": value` members appended (duplicates allowed)."""
+    text = json.dumps(claims)
+    return (text[:-1] + "".join(f", {m}" for m in members) + "}").encode()
+
+
+def raw_signed(stack: Stack, guard: Guard, header: dict | bytes, payload: bytes) -> str:
+    if isinstance(header, dict):
+        header = json.dumps(header).encode()
+    token = stack.sign_raw(header, payload)
     guard.secret(token)
-    assert_invalid_token(mint(stack, token))
+    return token
 
 
-@pytest.mark.parametrize(
-    "case,claims,header,expected",
-    [
-        ("exp_as_string", {"exp": str(int(time.time()) + 3600)}, None, 401),
-        ("exp_missing", {"exp": None}, None, 401),
-        ("exp_float", {"exp": int(time.time()) + 3600.5}, None, 201),
-        ("exp_huge", {"exp": 10**30}, None, 201),  # the issuer's choice; no overflow on 1e+30
-        ("exp_negative", {"exp": -1}, None, 401),
-        ("aud_string", {"aud": "shasta"}, None, 201),
-        ("aud_array", {"aud": ["account", "shasta"]}, None, 201),
-        ("aud_other", {"aud": ["account"]}, None, 401),
-        ("aud_number", {"aud": 7}, None, 401),
-        ("iss_trailing_slash", {"iss": "__ISS__/"}, None, 401),
-        ("iss_other_case", {"iss": "__ISS_UPPER__"}, None, 401),
-        ("iss_missing", {"iss": None}, None, 401),
-        ("nbf_future", {"nbf": int(time.time()) + 86400 * 365}, None, 401),
-        ("roles_as_string_admin", {"resource_access": {"shasta": {"roles": "admin"}}}, None, 201),
-        ("roles_object", {"resource_access": {"shasta": {"roles": {"admin": True}}}}, None, 403),
-        ("typ_not_jwt", None, {"typ": "at+jwt-not"}, 401),
-    ],
-)
-def test_validly_signed_but_odd(stack, guard, case, claims, header, expected):
-    claims = json.loads(
-        json.dumps(claims or {})
-        .replace("__ISS__", stack.cfg.issuer_url)
-        .replace("__ISS_UPPER__", stack.cfg.issuer_url.upper())
+def assert_raw_control_mints(stack: Stack, guard: Guard, header: dict, claims: dict) -> None:
+    """The positive control: the raw-signing path with this header and these claims mints."""
+    r = mint(stack, raw_signed(stack, guard, header, claims_text(claims)))
+    assert r.status_code == 201, f"the raw-signed control did not mint: {r.status_code} {r.text}"
+    guard.secret(r.json()["Credentials"]["SecretAccessKey"], r.json()["Credentials"]["SessionToken"])
+
+
+def test_sign_raw_signs_exactly_the_bytes_given(stack, guard):
+    """The oracle the cases below rely on: the token carries the given bytes unchanged, and its
+    signature verifies with the published key (checked here with `cryptography`, not the filter)."""
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import padding
+
+    header = json.dumps(raw_header(stack)).encode()
+    payload = b'{"iss": "a", "iss": "b", "x": 1}'
+    token = raw_signed(stack, guard, header, payload)
+    h, p, s = token.split(".")
+    assert (unb64url(h), unb64url(p)) == (header, payload)
+    jwk = next(k for k in stack.jwks()["keys"] if k["kid"] == current_kid(stack))
+    key = rsa.RSAPublicNumbers(
+        int.from_bytes(unb64url(jwk["e"]), "big"), int.from_bytes(unb64url(jwk["n"]), "big")
+    ).public_key()
+    key.verify(unb64url(s), f"{h}.{p}".encode(), padding.PKCS1v15(), hashes.SHA256())  # raises if not
+
+
+MALFORMED = "invalid token: malformed token"
+DUPLICATES = {
+    # name: (username, the member appended to that user's good claims, expected status, detail)
+    "iss_twice_same": ("admin", '"iss": "__ISS__"', 401, MALFORMED),
+    "iss_twice_other": ("admin", '"iss": "https://evil.example/"', 401, MALFORMED),
+    "aud_twice": ("admin", '"aud": "shasta"', 401, MALFORMED),
+    "exp_twice": ("admin", '"exp": __EXP__', 401, MALFORMED),
+    "resource_access_twice_same": ("admin", '"resource_access": __RA__', 401, MALFORMED),
+    # A user's token whose second resource_access grants admin: a parser that keeps the first
+    # value sees a user (403), one that keeps the last sees an admin (201).
+    "resource_access_escalating": ("user", '"resource_access": {"shasta": {"roles": ["admin"]}}', 401, MALFORMED),
+}
+# Known gap: jwt-simple parses the registered claims (iss, sub, aud, exp, nbf, iat, jti) into a
+# struct, whose derived Deserialize refuses a duplicate; every other claim is flattened into a
+# JSON map where the last duplicate silently wins. The filter then mints (201) for these cases,
+# the escalating one with the admin role. They are reported as xfail only when exactly that
+# happens (control minted, the odd token minted); any other answer fails them.
+LAST_DUPLICATE_WINS = {"resource_access_twice_same", "resource_access_escalating"}
+
+
+@pytest.mark.parametrize("case", list(DUPLICATES))
+def test_duplicate_claims_validly_signed(stack, guard, case):
+    """Duplicate claims under a valid signature are refused as malformed (not as a bad
+    signature: the control with the same header and claims, each once, mints)."""
+    username, member, expected, detail = DUPLICATES[case]
+    claims = jose_payload(stack.control_token(username))
+    header = raw_header(stack)
+    # The control: these claims, each once (with the admin role, so that it can mint).
+    assert_raw_control_mints(stack, guard, header, dict(claims, resource_access={"shasta": {"roles": ["admin"]}}))
+    if username == "user":  # the first resource_access alone: a user, refused
+        assert mint(stack, raw_signed(stack, guard, header, claims_text(claims))).status_code == 403
+    member = (
+        member.replace("__ISS__", stack.cfg.issuer_url)
+        .replace("__EXP__", str(claims["exp"]))
+        .replace("__RA__", json.dumps(claims["resource_access"]))
     )
-    try:
-        token = stack.control_token("admin", claims=claims, header=header)
-    except Exception as e:  # the issuer's JOSE library may refuse to sign it at all
-        pytest.fail(f"the issuer could not sign {case}: {e}")
-    guard.secret(token)
-    r = mint(stack, token)
-    if expected == 201:
-        assert r.status_code == 201, r.text
+    payload = claims_text(claims, member)
+    name = member.split(":")[0]
+    assert payload.count(name.encode()) == 2, payload
+    r = mint(stack, raw_signed(stack, guard, header, payload))
+    if r.status_code == 201:
         guard.secret(r.json()["Credentials"]["SecretAccessKey"], r.json()["Credentials"]["SessionToken"])
-    elif expected == 401:
-        assert_invalid_token(r)
-    else:
+        if case in LAST_DUPLICATE_WINS:
+            pytest.xfail(f"known gap: a duplicate {name} (not a registered claim) is accepted, the last one wins")
+    assert r.status_code == expected, (
+        f"{r.status_code} (expected {expected}) {r.text[:300] if r.status_code != 201 else ''}"
+    )
+    assert_problem(r, expected)
+    assert r.json()["detail"] == detail, r.json()
+
+
+CRIT = {
+    # name: (header members added, expected status, detail)
+    "registered_name": ({"crit": ["exp"]}, 401, "invalid token: unsupported critical header (crit)"),
+    "unknown_extension": (
+        {"crit": ["x-unknown"], "x-unknown": 1},
+        401,
+        "invalid token: unsupported critical header (crit)",
+    ),
+    # RFC 7515 4.1.11: producers MUST NOT send an empty list; recipients MAY refuse it. jwt-simple
+    # accepts it (it names no extension the filter would have to understand).
+    "empty_list": ({"crit": []}, 201, None),
+    "not_a_list": ({"crit": "exp"}, 401, "invalid token: malformed token header"),
+}
+
+
+@pytest.mark.parametrize("case", list(CRIT))
+def test_crit_header_validly_signed(stack, guard, case):
+    """A `crit` header naming anything, under a valid signature, is refused as not understood
+    (RFC 7515 4.1.11), a `crit` that is not a list as a malformed header (not as a bad
+    signature: the control, the same header without `crit`, mints)."""
+    extra, expected, detail = CRIT[case]
+    claims = good_claims(stack)
+    assert_raw_control_mints(stack, guard, raw_header(stack), claims)
+    r = mint(stack, raw_signed(stack, guard, raw_header(stack, **extra), claims_text(claims)))
+    if r.status_code == 201:
+        guard.secret(r.json()["Credentials"]["SecretAccessKey"], r.json()["Credentials"]["SessionToken"])
+    assert r.status_code == expected, (
+        f"{r.status_code} (expected {expected}) {r.text[:300] if r.status_code != 201 else ''}"
+    )
+    if expected != 201:
         assert_problem(r, expected)
-
-
-@pytest.mark.parametrize("crit", [["exp"], ["x-unknown"], [], "exp"])
-def test_crit_header(stack, guard, crit):
-    """The issuer's JOSE library refuses to sign an unknown crit, so the real signature is kept
-    under a changed header (signature mismatch). jwt-simple's own crit check with a valid
-    signature is the unit test verify::malformed."""
-    real = stack.control_token("admin")
-    guard.secret(real)
-    header = dict(jose_header(real), crit=crit, **({"x-unknown": 1} if crit == ["x-unknown"] else {}))
-    h, p, s = real.split(".")
-    assert_invalid_token(mint(stack, f"{b64url(json.dumps(header))}.{p}.{s}"))
+        assert r.json()["detail"] == detail, r.json()
 
 
 def test_token_in_the_query_is_ignored(stack, guard):
@@ -673,7 +743,8 @@ def jwks_variant(stack: Stack, guard: Guard, srv: Misbehaving, **jwks: int) -> N
             {
                 "cluster": "hostile_jwks",
                 "path": "/jwks",
-                "refresh_seconds": 10,
+                # Far beyond every wait below: recovering within them is retry_seconds' doing.
+                "refresh_seconds": 3600,
                 "retry_seconds": 1,
                 "min_refetch_seconds": 1,
                 "timeout_ms": 500,
@@ -714,7 +785,7 @@ def test_jwks_misbehaves(stack, guard, hostile_jwks, case):
     try:
         hostile_jwks.behave(behavior, **kw)
         jwks_variant(stack, guard, hostile_jwks)
-        deadline = time.monotonic() + 5
+        deadline = time.monotonic() + 20
         while jwks_failures(stack) < 1 and time.monotonic() < deadline:
             time.sleep(0.05)
         assert jwks_failures(stack) >= 1, "the first fetch did not fail"
@@ -722,8 +793,9 @@ def test_jwks_misbehaves(stack, guard, hostile_jwks, case):
         assert_problem(r, 503)
         assert r.headers["retry-after"].isdigit()
         hostile_jwks.behave("proxy")
-        took = wait_status(stack, token, 201, timeout=10)
-        assert took < 5, took  # retry_seconds 1
+        # retry_seconds 1 brings the keys; without it the next attempt is refresh_seconds (3600) away.
+        took = wait_status(stack, token, 201, timeout=60)
+        assert took < 45, took
         # Keys known: a misbehaving refetch (forced by an unknown kid, at most once per
         # min_refetch_seconds 1) changes nothing for callers: the last good keys stay.
         hostile_jwks.behave(behavior, **kw)
@@ -732,7 +804,7 @@ def test_jwks_misbehaves(stack, guard, hostile_jwks, case):
             time.sleep(1.2)
             assert_invalid_token(mint(stack, stack.control_token("admin", unpublished=True)))
             assert mint(stack, token).status_code == 201
-        deadline = time.monotonic() + 5
+        deadline = time.monotonic() + 20
         while jwks_failures(stack) < before + 2 and time.monotonic() < deadline:
             time.sleep(0.1)
         assert jwks_failures(stack) >= before + 2, "the filter did not refetch the JWKS"
@@ -748,9 +820,14 @@ def test_jwks_over_max_bytes_is_refused(stack, guard, hostile_jwks):
     padded = dict(stack.jwks(), padding="x" * 8192)
     hostile_jwks.behave("status", status=200, body=json.dumps(padded), content_type="application/json")
     jwks_variant(stack, guard, hostile_jwks, max_bytes=4096)
+    # The 503 must follow the refused fetch, not merely come before the first answer.
+    deadline = time.monotonic() + 20
+    while jwks_failures(stack) < 1 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert jwks_failures(stack) >= 1, "the padded JWKS was not refused"
     assert_problem(mint(stack, token), 503)
     hostile_jwks.behave("status", status=200, body=json.dumps(stack.jwks()), content_type="application/json")
-    wait_status(stack, token, 201, timeout=10)
+    wait_status(stack, token, 201, timeout=60)
     hostile_jwks.behave("proxy")
 
 
@@ -766,8 +843,9 @@ def test_issuer_down_when_envoy_starts_then_up(stack, guard):
     stack.start_issuer()  # with new keys
     token = stack.token("admin")
     guard.secret(token)
-    took = wait_status(stack, token, 201, timeout=10)
-    assert took < 5, took
+    # retry_seconds 1 brings the new keys; the default refresh_seconds (300) would not, in time.
+    took = wait_status(stack, token, 201, timeout=60)
+    assert took < 45, took
     assert_invalid_token(mint(stack, old_token))  # its key is gone with the old issuer
 
 
@@ -782,7 +860,7 @@ def test_keys_rotated_while_traffic_runs(stack, guard):
     lock = threading.Lock()
 
     def client() -> None:
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 60
         while not stop.is_set() and time.monotonic() < deadline:
             with lock:
                 token = state["token"]
@@ -791,11 +869,20 @@ def test_keys_rotated_while_traffic_runs(stack, guard):
             with lock:
                 results.append((kid, kid in state["published"], r.status_code))
 
+    def wait_results(enough) -> None:
+        """Until `enough(results)` holds (traffic, not wall-clock time, marks each phase)."""
+        deadline = time.monotonic() + 25
+        while time.monotonic() < deadline:
+            with lock:
+                if enough(results):
+                    return
+            time.sleep(0.05)
+
     threads = [threading.Thread(target=client) for _ in range(4)]
     for t in threads:
         t.start()
     try:
-        time.sleep(1.0)
+        wait_results(lambda rs: len(rs) >= 10)  # traffic with the old key first
         old_kid = current_kid(stack)
         with lock:
             new_kid = stack.rotate_keys(keep_old=False)
@@ -803,7 +890,7 @@ def test_keys_rotated_while_traffic_runs(stack, guard):
             state["token"] = stack.control_token("admin")
             old_token = stack.control_token("admin", kid=old_kid)
         guard.secret(state["token"], old_token)
-        time.sleep(2.0)
+        wait_results(lambda rs: sum(1 for kid, _, _ in rs if kid == new_kid) > 10)
     finally:
         stop.set()
         for t in threads:

@@ -377,18 +377,24 @@ def test_rotation_through_ecds_without_restart(stack, tmp_path):
     t = threading.Thread(target=minter, daemon=True)
     try:
         t.start()
-        time.sleep(1.0)
+        deadline = time.monotonic() + 20
+        while len(statuses) < 5 and time.monotonic() < deadline:  # traffic before the swap
+            time.sleep(0.05)
         before_swap = len(statuses)
+        assert before_swap >= 5, (before_swap, errors[:3])
         _swap(ecds, _ecds_resource(new_filter))
         deadline = time.monotonic() + 10
         while _ecds_reloads(stack) <= reloads and time.monotonic() < deadline:
             time.sleep(0.05)
         assert _ecds_reloads(stack) == reloads + 1, stack.envoy_log()[-3000:]
-        time.sleep(1.0)
+        at_reload = len(statuses)
+        deadline = time.monotonic() + 30
+        while len(statuses) <= at_reload + 10 and time.monotonic() < deadline:  # traffic after it
+            time.sleep(0.05)
         stop.set()
         t.join(15)
         assert not errors, errors[:3]
-        assert len(statuses) > before_swap + 10, (before_swap, len(statuses))
+        assert len(statuses) > at_reload + 10, (before_swap, at_reload, len(statuses))
         assert set(statuses) == {201}, {s: statuses.count(s) for s in set(statuses)}
         print(
             f"rotation: {len(statuses)} mints on one connection, {before_swap} before the swap, "
@@ -472,7 +478,7 @@ def test_metrics_move_when_they_should(stack):
     }
     assert {k: delta.get(k) for k in expect} == expect, delta
     # The latency histogram shows up at Envoy's next stats flush (every 5 s by default).
-    deadline = time.monotonic() + 8
+    deadline = time.monotonic() + 20  # several flush periods: a loaded machine may miss one
     while _latency_count(stack) < lat0 + 1 and time.monotonic() < deadline:
         time.sleep(0.2)
     assert _latency_count(stack) == lat0 + 1
@@ -529,7 +535,7 @@ def test_mint_log_line(stack):
     r = mint(stack, token, headers={"x-request-id": request_id, "Cray-Tenant-Name": "tenant-a"})
     assert r.status_code == 201, r.text
     creds = r.json()["Credentials"]
-    deadline = time.monotonic() + 5
+    deadline = time.monotonic() + 20
     lines: list[str] = []
     while not lines and time.monotonic() < deadline:
         lines = [ln for ln in stack.envoy_log().splitlines() if "sts-gateway: mint " in ln and request_id in ln]

@@ -11,7 +11,9 @@
 //   * a loopback-only test-control API on its own port (tests only):
 //       POST /control/token   {username, claims, expires_in, kid, unpublished} -> {token, kid}
 //       POST /control/tokens  {count, username, claims, ...}                 -> {tokens: [...]}
-//       POST /control/rotate  {keep_old: bool}                                 -> {kid, jwks}
+//       POST /control/rotate  {keep_old: bool, alg, current: bool}             -> {kid, jwks}
+//       POST /control/retire  {kid}                                            -> {jwks}
+//       POST /control/sign-raw {header_b64, payload_b64, kid}                  -> {token, kid, alg}
 //       GET  /control/jwks                                                     -> the JWKS
 //
 // Configuration (environment): ISSUER_URL, ISSUER_HOST (127.0.0.1), ISSUER_PORT (8081),
@@ -19,7 +21,7 @@
 // Passwords are not checked (dev only): any password works for a known user.
 
 import http from 'node:http';
-import { createHash, generateKeyPairSync, randomUUID } from 'node:crypto';
+import { constants, createHash, createPrivateKey, generateKeyPairSync, randomUUID, sign } from 'node:crypto';
 import { OAuth2Issuer, OAuth2Service } from 'oauth2-mock-server';
 
 const ISSUER_URL = process.env.ISSUER_URL || 'https://api-gw-service-nmn.local/keycloak/realms/shasta';
@@ -89,8 +91,19 @@ let signingKids = []; // published signing keys, current first
 const allSigning = new Map(); // kid -> public JWK (also unpublished / retired ones)
 let encKey; // public JWK of the `use: enc` key
 
-async function newSigningKey() {
-  const jwk = await issuer.keys.generate('RS256');
+// The algorithms a signing key may have (oauth2-mock-server's generate() makes RSA keys for these).
+const RSA_ALGS = {
+  RS256: { hash: 'sha256', pss: false },
+  RS384: { hash: 'sha384', pss: false },
+  RS512: { hash: 'sha512', pss: false },
+  PS256: { hash: 'sha256', pss: true },
+  PS384: { hash: 'sha384', pss: true },
+  PS512: { hash: 'sha512', pss: true },
+};
+
+async function newSigningKey(alg = 'RS256') {
+  if (!(alg in RSA_ALGS)) throw new Error(`unsupported alg ${alg}`);
+  const jwk = await issuer.keys.generate(alg);
   const { d, p, q, dp, dq, qi, ...pub } = jwk;
   allSigning.set(jwk.kid, { ...pub, use: 'sig' });
   return jwk.kid;
@@ -106,11 +119,39 @@ function jwks() {
   return { keys: [...signingKids.map((kid) => allSigning.get(kid)), encKey] };
 }
 
-async function rotate(keepOld) {
-  const kid = await newSigningKey();
-  signingKids = keepOld ? [kid, ...signingKids] : [kid];
-  issuer.currentKid = kid;
+// A new signing key of `alg`, published. `current` (the default) makes it the key tokens are
+// signed with and lists it first; otherwise it is only published, after the others (tokens for it
+// name its kid). keepOld keeps the other published keys.
+async function rotate(keepOld, alg = 'RS256', current = true) {
+  const kid = await newSigningKey(alg);
+  if (!keepOld) signingKids = [kid];
+  else signingKids = current ? [kid, ...signingKids] : [...signingKids, kid];
+  if (current || !keepOld) issuer.currentKid = kid;
   return kid;
+}
+
+// Removes a key from the JWKS (its tokens still verify elsewhere); the current key stays.
+function retire(kid) {
+  if (kid === issuer.currentKid) throw new Error('cannot retire the current key');
+  signingKids = signingKids.filter((k) => k !== kid);
+}
+
+// Signs exactly the given header and payload bytes (base64url, as the caller encoded them) with a
+// key's algorithm: hostile tokens (duplicate claims, crit) that a JOSE library would not build.
+function signRaw(body) {
+  const kid = body.kid ?? issuer.currentKid;
+  const jwk = issuer.keys.get(kid);
+  if (jwk === undefined || !allSigning.has(kid)) throw new Error(`unknown kid ${kid}`);
+  const b64url = /^[A-Za-z0-9_-]*$/;
+  for (const f of ['header_b64', 'payload_b64']) {
+    if (typeof body[f] !== 'string' || !b64url.test(body[f])) throw new Error(`${f}: base64url text required`);
+  }
+  const { hash, pss } = RSA_ALGS[jwk.alg];
+  const key = createPrivateKey({ key: jwk, format: 'jwk' });
+  const input = `${body.header_b64}.${body.payload_b64}`;
+  const opts = pss ? { key, padding: constants.RSA_PKCS1_PSS_PADDING, saltLength: constants.RSA_PSS_SALTLEN_DIGEST } : key;
+  const signature = sign(hash, Buffer.from(input, 'ascii'), opts).toString('base64url');
+  return { token: `${input}.${signature}`, kid, alg: jwk.alg };
 }
 
 // Password grant: unknown users are refused like Keycloak does.
@@ -204,9 +245,14 @@ const controlServer = http.createServer({ noDelay: true }, async (req, res) => {
     }
     if (req.method === 'POST' && path === '/control/rotate') {
       const body = await readJson(req);
-      const kid = await rotate(Boolean(body.keep_old));
+      const kid = await rotate(Boolean(body.keep_old), body.alg ?? 'RS256', body.current ?? true);
       return sendJson(res, 200, { kid, jwks: jwks() });
     }
+    if (req.method === 'POST' && path === '/control/retire') {
+      retire((await readJson(req)).kid);
+      return sendJson(res, 200, { jwks: jwks() });
+    }
+    if (req.method === 'POST' && path === '/control/sign-raw') return sendJson(res, 200, signRaw(await readJson(req)));
     if (req.method === 'GET' && path === '/control/jwks') return sendJson(res, 200, jwks());
     if (req.method === 'GET' && path === '/control/healthz') return sendJson(res, 200, { status: 'ok' });
     return sendJson(res, 404, { error: 'not found' });

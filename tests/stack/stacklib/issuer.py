@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import subprocess
@@ -11,6 +12,11 @@ from typing import Any
 
 from .config import CLIENT_ID, ISSUER_DIR, StackError
 from .procs import http_get, log, port_open, wait_for
+
+
+def b64url(data: bytes) -> str:
+    """base64url without padding (JOSE's encoding)."""
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
 
 
 class IssuerMixin:
@@ -96,9 +102,26 @@ class IssuerMixin:
             body["kid"] = kid
         return self._control("/control/token", body)["token"]
 
-    def rotate_keys(self, keep_old: bool = False) -> str:
-        """Make a new RS256 signing key current; keep_old keeps the old one in the JWKS. Returns the new kid."""
-        return self._control("/control/rotate", {"keep_old": keep_old})["kid"]
+    def rotate_keys(self, keep_old: bool = False, alg: str = "RS256", current: bool = True) -> str:
+        """Publish a new signing key of `alg` (RS256/384/512, PS256/384/512) and return its kid.
+        `current` (default) makes it the key tokens are signed with; otherwise it is published
+        after the others and used only by tokens that name its kid. keep_old keeps the other
+        keys in the JWKS."""
+        body = {"keep_old": keep_old, "alg": alg, "current": current}
+        return self._control("/control/rotate", body)["kid"]
+
+    def retire_key(self, kid: str) -> None:
+        """Remove a (not current) signing key from the JWKS."""
+        self._control("/control/retire", {"kid": kid})
+
+    def sign_raw(self, header: bytes, payload: bytes, kid: str | None = None) -> str:
+        """A token over exactly these header and payload bytes (base64url-encoded here), signed
+        by the issuer's current key (or `kid`) with that key's algorithm, whatever the header
+        says: for JSON no JOSE library would sign (duplicate claims, `crit`)."""
+        body = {"header_b64": b64url(header), "payload_b64": b64url(payload)}
+        if kid is not None:
+            body["kid"] = kid
+        return self._control("/control/sign-raw", body)["token"]
 
     def jwks(self) -> dict:
         """The issuer's JWKS (straight from the issuer, not through the gateway)."""
