@@ -85,6 +85,11 @@ pub fn verify(
         };
         match key.verify(token, options(now, source, policy)) {
             Ok(claims) => {
+                // jwt-simple refuses a duplicate registered claim but keeps the last of any
+                // other (a second `resource_access` would win): refuse every duplicate key.
+                if !payload_has_unique_keys(token) {
+                    return Err(Error::InvalidToken("malformed token").into());
+                }
                 check_claims(&claims, now, &source.issuers, policy)?;
                 return Ok(Verified {
                     claims: Rc::new(claims),
@@ -136,6 +141,72 @@ fn options(now: u64, source: &Source, policy: &Policy) -> VerificationOptions {
         artificial_time: Some(Duration::from_secs(now)),
         max_token_length: Some(policy.max_token_bytes),
         ..VerificationOptions::default()
+    }
+}
+
+/// The payload is JSON whose objects, at every depth, name each key once.
+fn payload_has_unique_keys(token: &str) -> bool {
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use base64::Engine;
+    let Some(payload) = token.split('.').nth(1) else {
+        return false;
+    };
+    match URL_SAFE_NO_PAD.decode(payload) {
+        Ok(bytes) => serde_json::from_slice::<UniqueKeys>(&bytes).is_ok(),
+        Err(_) => false,
+    }
+}
+
+/// Deserializes any JSON, failing on a key that repeats within one object. Depth is bounded by
+/// serde_json's recursion limit (128), so it ends on every input.
+struct UniqueKeys;
+
+impl<'de> serde::Deserialize<'de> for UniqueKeys {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(UniqueKeysVisitor)
+    }
+}
+
+struct UniqueKeysVisitor;
+
+impl<'de> serde::de::Visitor<'de> for UniqueKeysVisitor {
+    type Value = UniqueKeys;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("JSON")
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<UniqueKeys, A::Error> {
+        let mut seen = HashSet::new();
+        // One key per pass: ends with the object.
+        while let Some(key) = map.next_key::<String>()? {
+            if !seen.insert(key) {
+                return Err(serde::de::Error::custom("duplicate key"));
+            }
+            map.next_value::<UniqueKeys>()?;
+        }
+        Ok(UniqueKeys)
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<UniqueKeys, A::Error> {
+        while seq.next_element::<UniqueKeys>()?.is_some() {}
+        Ok(UniqueKeys)
+    }
+    fn visit_bool<E>(self, _: bool) -> Result<UniqueKeys, E> {
+        Ok(UniqueKeys)
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<UniqueKeys, E> {
+        Ok(UniqueKeys)
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<UniqueKeys, E> {
+        Ok(UniqueKeys)
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<UniqueKeys, E> {
+        Ok(UniqueKeys)
+    }
+    fn visit_str<E>(self, _: &str) -> Result<UniqueKeys, E> {
+        Ok(UniqueKeys)
+    }
+    fn visit_unit<E>(self) -> Result<UniqueKeys, E> {
+        Ok(UniqueKeys)
     }
 }
 
@@ -626,5 +697,32 @@ pub(crate) mod tests {
             ))
         );
         assert_eq!(verdict(json!({"iat": null}), &policy()), Ok(()));
+    }
+
+    #[test]
+    fn duplicate_keys_anywhere_in_the_payload_are_refused() {
+        let header = json!({"alg": "RS256", "typ": "JWT", "kid": "sig-1"});
+        let good = claims(json!({})).to_string();
+        let signed = |payload: &str| {
+            let kp = &keypairs()[0];
+            let input = format!("{}.{}", b64(header.to_string().as_bytes()), b64(payload.as_bytes()));
+            format!("{input}.{}", b64(&raw_rs256(kp, input.as_bytes())))
+        };
+        // Control: the same signing path with every key once verifies.
+        assert!(verify(&signed(&good), NOW, &sources(), &policy()).is_ok());
+        let user = claims(json!({"resource_access": {"shasta": {"roles": ["user"]}}})).to_string();
+        for dup in [
+            // Escalation: a second resource_access granting admin (last one would win).
+            user.replacen('{', r#"{"resource_access":{"shasta":{"roles":["admin"]}},"#, 1),
+            good.replacen('{', r#"{"groups":["x"],"groups":["y"],"#, 1),
+            // Nested: a duplicate inside resource_access.
+            good.replacen(r#""shasta":"#, r#""shasta":{"roles":["admin"]},"shasta":"#, 1),
+        ] {
+            assert_eq!(
+                rejected(&signed(&dup)),
+                Error::InvalidToken("malformed token"),
+                "{dup}"
+            );
+        }
     }
 }

@@ -433,12 +433,9 @@ DUPLICATES = {
     # value sees a user (403), one that keeps the last sees an admin (201).
     "resource_access_escalating": ("user", '"resource_access": {"shasta": {"roles": ["admin"]}}', 401, MALFORMED),
 }
-# Known gap: jwt-simple parses the registered claims (iss, sub, aud, exp, nbf, iat, jti) into a
-# struct, whose derived Deserialize refuses a duplicate; every other claim is flattened into a
-# JSON map where the last duplicate silently wins. The filter then mints (201) for these cases,
-# the escalating one with the admin role. They are reported as xfail only when exactly that
-# happens (control minted, the odd token minted); any other answer fails them.
-LAST_DUPLICATE_WINS = {"resource_access_twice_same", "resource_access_escalating"}
+# jwt-simple parses the registered claims (iss, sub, aud, exp, nbf, iat, jti) into a struct whose
+# derived Deserialize refuses a duplicate, and flattens every other claim into a JSON map where the
+# last duplicate would win; the filter therefore refuses a duplicate key anywhere in the payload.
 
 
 @pytest.mark.parametrize("case", list(DUPLICATES))
@@ -463,8 +460,6 @@ def test_duplicate_claims_validly_signed(stack, guard, case):
     r = mint(stack, raw_signed(stack, guard, header, payload))
     if r.status_code == 201:
         guard.secret(r.json()["Credentials"]["SecretAccessKey"], r.json()["Credentials"]["SessionToken"])
-        if case in LAST_DUPLICATE_WINS:
-            pytest.xfail(f"known gap: a duplicate {name} (not a registered claim) is accepted, the last one wins")
     assert r.status_code == expected, (
         f"{r.status_code} (expected {expected}) {r.text[:300] if r.status_code != 201 else ''}"
     )
