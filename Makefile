@@ -168,10 +168,10 @@ e2e: deps build
 bench: deps build
 	$(VENV_PY) tests/bench/bench.py
 
-# Hardening (issue 5). Fuzzing: cargo-fuzz crate in tests/fuzz (targets token, jwks, sts_xml,
+# Hardening (issue 5). Fuzzing: cargo-fuzz crate in tests/fuzz (targets token, jwks, sts_xml, rs256,
 # config); libFuzzer writes new inputs to target/fuzz-corpus/<t>, the committed seeds in
 # tests/fuzz/corpus/<t> are only read. FUZZ_SECONDS per target (default 600), FUZZ_TARGETS.
-FUZZ_TARGETS ?= token jwks sts_xml config
+FUZZ_TARGETS ?= token jwks sts_xml config rs256
 FUZZ_SECONDS ?= 600
 FUZZ_SMOKE_SECONDS ?= 10
 FUZZ_RUN = cargo +nightly fuzz run --fuzz-dir tests/fuzz --features fuzzing -O -s none

@@ -35,6 +35,8 @@ mod lifecycle_tests;
 pub mod metrics;
 pub mod parking;
 pub mod route;
+pub mod rs256;
+mod rsa_math;
 pub mod session;
 pub mod sigv4;
 #[cfg(any(test, feature = "sim"))]

@@ -2,7 +2,12 @@
 bench stack's Envoy with each module in turn (two alternating rounds, so drift on a shared machine
 hits every variant alike) and prints mints/s, p50 and Envoy/RGW CPU per mint for scenario (b) at
 1 and 4 connections. Used to pick opt-level "s" (README, Performance). Leaves
-target/sts_gateway.wasm as the last variant: run `make build` after."""
+target/sts_gateway.wasm as the last variant: run `make build` after.
+
+AB_SCENARIO=c: scenario (c) instead, a new token per request, at 1 and 8 connections (AB_ROUNDS
+rounds, default 2). Each wrk run of one Envoy gets its own slice of a pool of distinct tokens, so
+no token repeats while the token cache lives (a restart empties it); a run that used more
+tokens than its slice says so (`cycled`)."""
 from __future__ import annotations
 
 import os
@@ -25,17 +30,30 @@ def main(wasms: list[str]) -> int:
     try:
         st.up()
         bench.OUT.mkdir(parents=True, exist_ok=True)
+        scenario_c = os.environ.get("AB_SCENARIO") == "c"
+        connections = (1, 8) if scenario_c else (1, 4)
         token = bench.OUT / "token-one.txt"
         token.write_text(st.token("admin") + "\n")
-        env = {**os.environ, "TOKENS_FILE": str(token), "EXPECT_STATUS": "201"}
+        files = {key: token for key in ("warm", *connections)}
+        if scenario_c:
+            sizes = {"warm": 2000, 1: 4000, 8: 8000}
+            tokens: list[str] = []
+            while len(tokens) < sum(sizes.values()):
+                tokens += st._control("/control/tokens", {"count": 500, "username": "admin"})["tokens"]
+            for key, size in sizes.items():
+                files[key] = bench.OUT / f"token-ab-{key}.txt"
+                files[key].write_text("\n".join(tokens[:size]) + "\n")
+                tokens = tokens[size:]
         url = st.cfg.gateway_http_url + "/"
-        for _ in range(2):
+        for _ in range(int(os.environ.get("AB_ROUNDS", "2"))):
             for wasm in wasms:
                 if Path(wasm).resolve() != (REPO / "target" / "sts_gateway.wasm").resolve():
                     shutil.copy(wasm, REPO / "target" / "sts_gateway.wasm")
                 st.restart_envoy()
+                env = {**os.environ, "TOKENS_FILE": str(files["warm"]), "EXPECT_STATUS": "201"}
                 subprocess.run(["wrk", "-t1", "-c1", "-d1s", "-s", str(bench.LUA), url], env=env, capture_output=True)
-                for c in (1, 4):
+                for c in connections:
+                    env = {**os.environ, "TOKENS_FILE": str(files[c]), "EXPECT_STATUS": "201"}
                     e0, r0 = cpu_ms(st.envoy.pid()), cpu_ms(st.rgw.pid())
                     out = subprocess.run(["wrk", "-t1", f"-c{c}", "-d3s", "--latency", "-s", str(bench.LUA), url],
                                          env=env, capture_output=True, text=True).stdout
@@ -44,7 +62,8 @@ def main(wasms: list[str]) -> int:
                     p50 = re.search(r"\s50%\s+(\S+)", out).group(1)
                     print(f"{Path(wasm).name:24} c={c} mints/s={n / 3:.0f} p50={p50} "
                           f"envoy_ms={(cpu_ms(st.envoy.pid()) - e0) / n:.3f} rgw_ms={(cpu_ms(st.rgw.pid()) - r0) / n:.3f} "
-                          f"bad={bad}", flush=True)
+                          f"bad={bad}" + (" cycled" if scenario_c and n > sum(1 for _ in open(files[c])) else ""),
+                          flush=True)
     finally:
         st.down()
     return 0
