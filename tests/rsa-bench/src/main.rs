@@ -105,6 +105,35 @@ mod b {
     }
 }
 
+#[cfg(feature = "lazy")]
+#[allow(dead_code)]
+mod lazy;
+
+#[cfg(feature = "lazy")]
+mod b {
+    use super::lazy::lazy_impl::Modulus;
+    pub struct K(Modulus, super::rsa_math::limb32::Modulus);
+    pub fn new(n: &[u8]) -> K {
+        K(Modulus::new(n).unwrap(), super::rsa_math::limb32::Modulus::new(n).unwrap())
+    }
+    impl super::Backend for K {
+        fn verify(&self, _: &str, msg: &[u8], sig: &[u8]) -> bool {
+            match self.0.pow65537(sig) {
+                Some(em) => em == super::expected_em(self.0.len(), msg),
+                None => false,
+            }
+        }
+    }
+    /// Same output as the 32-bit limbs for pseudo-random s.
+    pub fn check(k: &K) {
+        let mut x: u64 = 88172645463325252;
+        for _ in 0..200 {
+            let s: Vec<u8> = (0..k.0.len()).map(|_| { x ^= x << 13; x ^= x >> 7; x ^= x << 17; x as u8 }).collect();
+            assert_eq!(k.0.pow65537(&s), k.1.pow65537(&s));
+        }
+    }
+}
+
 #[cfg(any(feature = "hand32", feature = "hand64"))]
 mod b {
     #[cfg(feature = "hand32")]
@@ -157,6 +186,8 @@ fn main() {
         let (msg, sig) = token.rsplit_once('.').unwrap();
         let sig = URL_SAFE_NO_PAD.decode(sig).unwrap();
         let key = b::new(n);
+        #[cfg(feature = "lazy")]
+        b::check(&key);
         assert!(key.verify(token, msg.as_bytes(), &sig), "valid signature rejected");
         let mut bad = sig.clone();
         bad[10] ^= 1;
