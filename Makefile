@@ -189,10 +189,10 @@ e2e: deps build-crash build ## end-to-end tests on the test stack (PYTEST_ARGS=.
 bench: deps build ## benchmarks on their own stack: a table, target/bench/summary.json
 	$(VENV_PY) tests/bench/bench.py
 
-# Fuzzing: cargo-fuzz crate in tests/fuzz (targets token, jwks, sts_xml,
+# Fuzzing: cargo-fuzz crate in tests/fuzz (targets token, jwks, sts_xml, rs256,
 # config); libFuzzer writes new inputs to target/fuzz-corpus/<t>, the committed seeds in
 # tests/fuzz/corpus/<t> are only read. FUZZ_SECONDS per target (default 600), FUZZ_TARGETS.
-FUZZ_TARGETS ?= token jwks sts_xml config
+FUZZ_TARGETS ?= token jwks sts_xml config rs256
 FUZZ_SECONDS ?= 600
 FUZZ_SMOKE_SECONDS ?= 10
 # -O alone would build without debug assertions; -a keeps them (overflow checks) in the optimized build.

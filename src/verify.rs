@@ -705,7 +705,11 @@ pub(crate) mod tests {
         let good = claims(json!({})).to_string();
         let signed = |payload: &str| {
             let kp = &keypairs()[0];
-            let input = format!("{}.{}", b64(header.to_string().as_bytes()), b64(payload.as_bytes()));
+            let input = format!(
+                "{}.{}",
+                b64(header.to_string().as_bytes()),
+                b64(payload.as_bytes())
+            );
             format!("{input}.{}", b64(&raw_rs256(kp, input.as_bytes())))
         };
         // Control: the same signing path with every key once verifies.
@@ -713,10 +717,18 @@ pub(crate) mod tests {
         let user = claims(json!({"resource_access": {"shasta": {"roles": ["user"]}}})).to_string();
         for dup in [
             // Escalation: a second resource_access granting admin (last one would win).
-            user.replacen('{', r#"{"resource_access":{"shasta":{"roles":["admin"]}},"#, 1),
+            user.replacen(
+                '{',
+                r#"{"resource_access":{"shasta":{"roles":["admin"]}},"#,
+                1,
+            ),
             good.replacen('{', r#"{"groups":["x"],"groups":["y"],"#, 1),
             // Nested: a duplicate inside resource_access.
-            good.replacen(r#""shasta":"#, r#""shasta":{"roles":["admin"]},"shasta":"#, 1),
+            good.replacen(
+                r#""shasta":"#,
+                r#""shasta":{"roles":["admin"]},"shasta":"#,
+                1,
+            ),
         ] {
             assert_eq!(
                 rejected(&signed(&dup)),

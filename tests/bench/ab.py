@@ -2,7 +2,12 @@
 bench stack's Envoy with each module in turn (two alternating rounds, so drift on a shared machine
 hits every variant alike) and prints mints/s, p50 and Envoy/RGW CPU per mint for scenario (b) at
 1 and 4 connections. Used to pick opt-level "s" (docs/performance.md). Leaves
-target/sts_gateway.wasm as the last variant: run `make build` after."""
+target/sts_gateway.wasm as the last variant: run `make build` after.
+
+AB_SCENARIO=c: scenario (c) instead, a new token per request, at 1 and 8 connections (AB_ROUNDS
+rounds, default 2). Each wrk run of one Envoy gets its own slice of a pool of distinct tokens, so
+no token repeats while the token cache lives (a restart empties it); a run that used more
+tokens than its slice says so (`cycled`)."""
 
 from __future__ import annotations
 
@@ -27,20 +32,45 @@ def main(wasms: list[str]) -> int:
     try:
         st.up()
         bench.OUT.mkdir(parents=True, exist_ok=True)
+        scenario_c = os.environ.get("AB_SCENARIO") == "c"
+        # (label, connections); in the scenario-c mode a run of (b) at 8 connections, the cached
+        # path, gives the reference in the same conditions: c - b is the cost of a new token.
+        # (a), RGW alone, gives c / a as make bench defines it.
+        runs = [("c", 1), ("c", 8), ("b", 8), ("a", 8)] if scenario_c else [("b", 1), ("b", 4)]
+        connections = (1, 8) if scenario_c else (1, 4)
         token = bench.OUT / "token-one.txt"
         token.write_text(st.token("admin") + "\n")
-        env = {**os.environ, "TOKENS_FILE": str(token), "EXPECT_STATUS": "201"}
+        files: dict = {key: token for key in ("warm", *connections)}
+        if scenario_c:
+            sizes = {"warm": 2000, 1: 4000, 8: 8000}
+            tokens: list[str] = []
+            while len(tokens) < sum(sizes.values()):
+                tokens += st._control("/control/tokens", {"count": 500, "username": "admin"})["tokens"]
+            for key, size in sizes.items():
+                files[key] = bench.OUT / f"token-ab-{key}.txt"
+                files[key].write_text("\n".join(tokens[:size]) + "\n")
+                tokens = tokens[size:]
         url = st.cfg.gateway_http_url + "/"
-        for _ in range(2):
+        presigned = str(bench.presigned_assume_role(st)) if scenario_c else ""
+        for _ in range(int(os.environ.get("AB_ROUNDS", "2"))):
             for wasm in wasms:
                 if Path(wasm).resolve() != (REPO / "target" / "sts_gateway.wasm").resolve():
                     shutil.copy(wasm, REPO / "target" / "sts_gateway.wasm")
                 st.restart_envoy()
+                env = {**os.environ, "TOKENS_FILE": str(files["warm"]), "EXPECT_STATUS": "201"}
                 subprocess.run(["wrk", "-t1", "-c1", "-d1s", "-s", str(bench.LUA), url], env=env, capture_output=True)
-                for c in (1, 4):
+                for label, c in runs:
+                    env = {
+                        **os.environ,
+                        "TOKENS_FILE": str(files[c] if label == "c" else token),
+                        "EXPECT_STATUS": "201",
+                    }
+                    run_url = url
+                    if label == "a":
+                        env, run_url = {**os.environ, "REQUEST_FILE": presigned}, st.rgw_endpoint + "/"
                     e0, r0 = cpu_ms(st.envoy.pid()), cpu_ms(st.rgw.pid())
                     out = subprocess.run(
-                        ["wrk", "-t1", f"-c{c}", "-d3s", "--latency", "-s", str(bench.LUA), url],
+                        ["wrk", "-t1", f"-c{c}", "-d3s", "--latency", "-s", str(bench.LUA), run_url],
                         env=env,
                         capture_output=True,
                         text=True,
@@ -49,10 +79,11 @@ def main(wasms: list[str]) -> int:
                     bad = re.search(r"BAD_STATUS (\d+)", out).group(1)
                     p50 = re.search(r"\s50%\s+(\S+)", out).group(1)
                     print(
-                        f"{Path(wasm).name:24} c={c} mints/s={n / 3:.0f} p50={p50} "
+                        f"{Path(wasm).name:24} {label} c={c} mints/s={n / 3:.0f} p50={p50} "
                         f"envoy_ms={(cpu_ms(st.envoy.pid()) - e0) / n:.3f} "
                         f"rgw_ms={(cpu_ms(st.rgw.pid()) - r0) / n:.3f} "
-                        f"bad={bad}",
+                        f"bad={bad}"
+                        + (" cycled" if label == "c" and scenario_c and n > sum(1 for _ in open(files[c])) else ""),
                         flush=True,
                     )
     finally:

@@ -215,6 +215,191 @@ pub fn config(data: &[u8]) {
     }
 }
 
+/// RS256 target: our verifier (`sts_gateway::rs256`) against jwt-simple's pure-Rust one, the
+/// oracle, which the gateway used before (issue 13). First byte:
+/// - 0: the rest is a token: both verdicts (claims or error message) are the same;
+/// - 1: the rest is `header \xff claims`, signed with the fuzz key, then as 0;
+/// - 2: the rest edits a correct PKCS#1 v1.5 SHA-256 block (pairs: position, xor mask); its
+///   signature (block^d mod n, or the block itself when it is not below n) must get the same
+///   verdict from both, and RSAVP1 must give the block back;
+/// - 3: the rest is a signature as is: same verdicts, RSAVP1 equal to `num-bigint-dig`'s modpow;
+/// - otherwise: the rest is n's length (2 bytes, big-endian), e's length (1 byte), n, e, s: both accept or refuse the key, and for an accepted
+///   key RSAVP1(s) equals `num-bigint-dig`'s `s^65537 mod n`.
+pub fn rs256(data: &[u8]) {
+    let Some((&mode, rest)) = data.split_first() else {
+        return;
+    };
+    match mode {
+        0 => same_token_verdict(&String::from_utf8_lossy(rest)),
+        1 => {
+            let mut parts = rest.splitn(2, |&b| b == 0xff);
+            let header = parts.next().unwrap_or_default();
+            let claims = parts.next().unwrap_or_default();
+            same_token_verdict(&sign(header, claims));
+        }
+        2 => {
+            let message = b"header.claims";
+            let mut em = pkcs1_sha256_block(256, message);
+            for edit in rest.chunks(2) {
+                if let [pos, mask] = edit {
+                    em[usize::from(*pos)] ^= mask;
+                }
+            }
+            let (n, d) = private_parts();
+            let m = BigUint::from_bytes_be(&em);
+            let sig = if &m < n {
+                left_pad(&m.modpow(d, n).to_bytes_be(), 256)
+            } else {
+                em.clone()
+            };
+            let verdict = ours().verify_signature(message, &sig);
+            assert_eq!(
+                verdict,
+                oracle_signature(message, &sig),
+                "verdicts differ for block {em:02x?}"
+            );
+            if &m < n {
+                assert_eq!(ours().rsavp1(&sig).as_deref(), Some(&em[..]));
+            }
+            assert_eq!(verdict, em == pkcs1_sha256_block(256, message));
+        }
+        3 => {
+            let message = b"header.claims";
+            assert_eq!(
+                ours().verify_signature(message, rest),
+                oracle_signature(message, rest)
+            );
+            same_rsavp1(ours(), &private_parts().0, 256, rest);
+        }
+        _ => {
+            let [n_hi, n_lo, e_len, rest @ ..] = rest else {
+                return;
+            };
+            let (n, rest) =
+                rest.split_at(usize::from(u16::from_be_bytes([*n_hi, *n_lo])).min(rest.len()));
+            let (e, s) = rest.split_at(usize::from(*e_len).min(rest.len()));
+            let new = sts_gateway::rs256::Rs256Key::from_components(n, e);
+            let old = jwt_simple::algorithms::RS256PublicKey::from_components(n, e);
+            assert_eq!(new.is_some(), old.is_ok(), "key acceptance differs");
+            if let Some(key) = new {
+                let modulus = BigUint::from_bytes_be(n);
+                let len = modulus.to_bytes_be().len();
+                let s = left_pad(s, len);
+                same_rsavp1(&key, &modulus, len, &s);
+            }
+        }
+    }
+}
+
+use superboring::reexports::rsa::BigUint;
+
+fn ours() -> &'static sts_gateway::rs256::Rs256Key {
+    static KEY: OnceLock<sts_gateway::rs256::Rs256Key> = OnceLock::new();
+    KEY.get_or_init(|| {
+        let c = keypair().public_key().to_components();
+        sts_gateway::rs256::Rs256Key::from_components(&c.n, &c.e).expect("fuzz key")
+    })
+}
+
+/// n and d of the fuzz key, for raw private-key operations.
+fn private_parts() -> &'static (BigUint, BigUint) {
+    static PARTS: OnceLock<(BigUint, BigUint)> = OnceLock::new();
+    PARTS.get_or_init(|| {
+        let der = keypair().to_der().expect("der");
+        let key = superboring::rsa::Rsa::private_key_from_der(&der).expect("rsa");
+        (
+            BigUint::from_bytes_be(&key.n().to_vec()),
+            BigUint::from_bytes_be(&key.d().to_vec()),
+        )
+    })
+}
+
+/// RSAVP1 against `num-bigint-dig`: `None` exactly when s is not `len` bytes or not below n.
+fn same_rsavp1(key: &sts_gateway::rs256::Rs256Key, n: &BigUint, len: usize, s: &[u8]) {
+    let v = BigUint::from_bytes_be(s);
+    let expected = (s.len() == len && &v < n)
+        .then(|| left_pad(&v.modpow(&BigUint::from(65537u32), n).to_bytes_be(), len));
+    assert_eq!(key.rsavp1(s), expected, "RSAVP1 differs for s = {s:02x?}");
+}
+
+fn left_pad(b: &[u8], len: usize) -> Vec<u8> {
+    let mut v = vec![0; len.saturating_sub(b.len())];
+    v.extend_from_slice(b);
+    v
+}
+
+/// EMSA-PKCS1-v1_5 (RFC 8017 §9.2) with SHA-256, written out here from the RFC.
+fn pkcs1_sha256_block(k: usize, message: &[u8]) -> Vec<u8> {
+    use sha2::Digest;
+    let mut t = vec![
+        0x30, 0x31, 0x30, 0x0d, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02, 0x01,
+        0x05, 0x00, 0x04, 0x20,
+    ];
+    t.extend_from_slice(&sha2::Sha256::digest(message));
+    let mut em = vec![0x00, 0x01];
+    em.resize(k - t.len() - 1, 0xff);
+    em.push(0x00);
+    em.extend_from_slice(&t);
+    em
+}
+
+/// The old verifier: superboring (RustCrypto `rsa` 0.9), as jwt-simple calls it.
+fn oracle_signature(message: &[u8], signature: &[u8]) -> bool {
+    let c = keypair().public_key().to_components();
+    let rsa = superboring::rsa::Rsa::from_public_components(
+        superboring::bn::BigNum::from_slice(&c.n).expect("n"),
+        superboring::bn::BigNum::from_slice(&c.e).expect("e"),
+    )
+    .expect("rsa");
+    let pkey = superboring::pkey::PKey::from_rsa(rsa).expect("pkey");
+    let mut v = superboring::sign::Verifier::new(superboring::hash::MessageDigest::sha256(), &pkey)
+        .expect("verifier");
+    v.set_rsa_padding(superboring::rsa::Padding::PKCS1)
+        .expect("padding");
+    v.update(message).expect("update");
+    v.verify(signature).unwrap_or(false)
+}
+
+/// Claims as JSON with `aud` (a set) sorted.
+fn normalized(c: &sts_gateway::jwks::Claims) -> serde_json::Value {
+    let mut v = serde_json::to_value(c).expect("claims");
+    if let Some(serde_json::Value::Array(aud)) = v.get_mut("aud") {
+        aud.sort_by_key(|a| a.to_string());
+    }
+    v
+}
+
+/// Both token verifiers under the gateway's options: the same claims or the same error.
+fn same_token_verdict(token: &str) {
+    use jwt_simple::algorithms::RSAPublicKeyLike;
+    use jwt_simple::prelude::{Duration, VerificationOptions};
+    let options = VerificationOptions {
+        allowed_issuers: Some([ISSUER.to_string()].into()),
+        allowed_audiences: Some(["shasta".to_string()].into()),
+        time_tolerance: Some(Duration::from_secs(60)),
+        artificial_time: Some(Duration::from_secs(NOW_MS / 1000)),
+        max_token_length: Some(16384),
+        ..VerificationOptions::default()
+    };
+    let old = keypair()
+        .public_key()
+        .verify_token::<serde_json::Map<String, serde_json::Value>>(token, Some(options.clone()));
+    let new = ours().verify_token(token, &options);
+    match (old, new) {
+        (Ok(a), Ok(b)) => assert_eq!(
+            normalized(&a),
+            normalized(&b),
+            "claims differ for {token:?}"
+        ),
+        (Err(a), Err(b)) => assert_eq!(a.to_string(), b.to_string(), "errors differ for {token:?}"),
+        (a, b) => panic!(
+            "verdicts differ for {token:?}: old ok {}, new ok {}",
+            a.is_ok(),
+            b.is_ok()
+        ),
+    }
+}
+
 #[cfg(test)]
 mod replay {
     //! `cargo test`: every committed corpus file through its target (the smoke of `make test`).
@@ -248,6 +433,10 @@ mod replay {
     #[test]
     fn sts_xml() {
         replay("sts_xml", super::sts_xml);
+    }
+    #[test]
+    fn rs256() {
+        replay("rs256", super::rs256);
     }
     #[test]
     fn config() {
