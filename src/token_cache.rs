@@ -226,19 +226,23 @@ mod model {
             (0..8u64)
                 .map(|i| {
                     let pad = "p".repeat(200 * i as usize);
-                    let t = sign(
+                    sign(
                         serde_json::json!({"alg": "RS256", "kid": "sig-1"}),
                         claims(serde_json::json!({"exp": NOW + 10 * i, "pad": pad})),
                         0,
-                    );
-                    t
+                    )
                 })
                 .collect()
         });
         let s = sources();
         tokens
             .iter()
-            .map(|t| (t.clone(), verify(t, NOW, &s, &crate::verify::tests::policy()).unwrap()))
+            .map(|t| {
+                (
+                    t.clone(),
+                    verify(t, NOW, &s, &crate::verify::tests::policy()).unwrap(),
+                )
+            })
             .collect()
     }
 
