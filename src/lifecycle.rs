@@ -9,7 +9,8 @@
 //!  headers → verify ──── kid unknown, a fetch may publish it ──→ parked ─┤ keys changed or
 //!            │                  (self.parking)                    │      │ wait over: verify
 //!            │                                                    ▼      │ again, never parks twice
-//!            └── verified + authorized → calling STS (self.calls) → reply 201/502/503/504
+//!            └── verified + authorized → calling STS (self.calls) → reply 201 (token) or 200
+//!                                                                  (credentials), 502/503/504
 //!  client gone: removed from wherever it is; its callout is cancelled by Envoy.
 //! ```
 //!
@@ -20,12 +21,12 @@ use std::collections::HashMap;
 
 use crate::config::Config;
 use crate::error::{Error, Reply};
-use crate::extract::bearer_token;
+use crate::extract::{bearer_token, container_token};
 use crate::flow::{Step, StsAnswer, StsCall, Wait, Worker};
 use crate::host::{CalloutToken, ContextId, DispatchError, Host};
 use crate::metrics::Metric;
 use crate::parking::{Ask, Limits, Parking};
-use crate::route::{route, Route};
+use crate::route::{route, Endpoint, Route};
 use crate::sts_response::MAX_BODY_BYTES;
 use crate::vm_memory;
 
@@ -66,6 +67,7 @@ struct Call {
     session: String,
     tenant: Option<String>,
     request_id: String,
+    endpoint: Endpoint,
     started_ms: u64,
     deadline_ms: u64,
 }
@@ -161,16 +163,31 @@ impl Gateway {
             Route::MethodNotAllowed { allow } => {
                 self.worker.reply(&Error::MethodNotAllowed { allow })
             }
-            Route::Token => match ask_of(headers, self.config().max_token_bytes) {
-                Ok(ask) => {
-                    let now = host.now_ms();
-                    self.verify(host, ctx, ask, now, Wait::Allowed);
-                    return Action::Pause;
-                }
-                Err(e) => self.worker.reply(&e),
-            },
+            Route::Token => return self.start(host, ctx, headers, Endpoint::Token),
+            Route::Credentials => return self.start(host, ctx, headers, Endpoint::Credentials),
         };
-        end(host, ctx, &reply);
+        end(host, ctx, &reply, None);
+        Action::Pause
+    }
+
+    /// A minting request (either endpoint): what it asks for, then its first verification.
+    fn start<H: Host>(
+        &mut self,
+        host: &mut H,
+        ctx: ContextId,
+        headers: &[(String, String)],
+        endpoint: Endpoint,
+    ) -> Action {
+        match ask_of(headers, self.config().max_token_bytes, endpoint) {
+            Ok(ask) => {
+                let now = host.now_ms();
+                self.verify(host, ctx, ask, now, Wait::Allowed);
+            }
+            Err(e) => {
+                let reply = self.worker.reply(&e);
+                end(host, ctx, &reply, Some(endpoint));
+            }
+        }
         Action::Pause
     }
 
@@ -185,10 +202,11 @@ impl Gateway {
     ) {
         self.verifications += 1;
         let now = host.now_ms();
+        let endpoint = ask.endpoint;
         let unique = started_ms.wrapping_mul(1_000_003) ^ u64::from(ctx).rotate_left(40);
         match self.worker.mint(&*host, &ask, now, unique, wait) {
             Step::Reply(reply) => {
-                end(host, ctx, &reply);
+                end(host, ctx, &reply, Some(ask.endpoint));
             }
             Step::AwaitKeys => {
                 let generation = self.worker.keys_generation();
@@ -202,7 +220,7 @@ impl Gateway {
                     let reply = self.worker.reply(&Error::InvalidToken(
                         "signing key (kid) not published by the issuer",
                     ));
-                    end(host, ctx, &reply);
+                    end(host, ctx, &reply, Some(endpoint));
                     return;
                 }
                 host.metric(Metric::Parked(self.parking.len() as u64));
@@ -228,6 +246,7 @@ impl Gateway {
             session: call.session,
             tenant: call.tenant,
             request_id: ask.request_id.clone(),
+            endpoint: ask.endpoint,
             started_ms,
             deadline_ms: now
                 .saturating_add(call.callout.timeout_ms)
@@ -239,7 +258,7 @@ impl Gateway {
                 self.calls.insert(token, entry);
                 self.call_of.insert(ctx, token);
             }
-            Err(DispatchError::StreamGone) => host.metric(Metric::Ended("client_gone")),
+            Err(DispatchError::StreamGone) => count(host, "client_gone", Some(entry.endpoint)),
             Err(DispatchError::Failed) => {
                 log::error!(
                     "sts-gateway: cannot dispatch to RGW cluster {:?}",
@@ -359,7 +378,7 @@ impl Gateway {
             if let Some(call) = self.calls.remove(&token) {
                 self.call_of.remove(&call.ctx);
                 let reply = self.worker.reply(&Error::RgwTimeout);
-                end(host, call.ctx, &reply);
+                end(host, call.ctx, &reply, Some(call.endpoint));
             }
         }
     }
@@ -415,19 +434,19 @@ impl Gateway {
         let latency_ms = host.now_ms().saturating_sub(call.started_ms);
         host.metric(Metric::RgwAnswer { status: rgw_status });
         host.metric(Metric::RgwLatencyMs(latency_ms));
-        let outcome = self.worker.sts_reply(answer);
+        let outcome = self.worker.sts_reply_for(call.endpoint, answer);
         let reply = match &outcome {
             Ok(r) => r.clone(),
             Err(e) => self.worker.reply(e),
         };
-        let delivered = end(host, call.ctx, &reply);
+        let delivered = end(host, call.ctx, &reply, Some(call.endpoint));
         let reason = match (&outcome, delivered) {
             (_, false) => "client_gone",
             (Ok(_), true) => "minted",
             (Err(e), true) => e.reason(),
         };
         log::info!(
-            "sts-gateway: mint caller={:?} session={} tenant={} status={} outcome={} rgw_status={} latency_ms={} request_id={:?}",
+            "sts-gateway: mint caller={:?} session={} tenant={} status={} outcome={} rgw_status={} latency_ms={} request_id={:?} route={}",
             call.caller,
             call.session,
             call.tenant.as_deref().unwrap_or("-"),
@@ -435,7 +454,8 @@ impl Gateway {
             reason,
             rgw_status.map_or("-".to_string(), |s| s.to_string()),
             latency_ms,
-            call.request_id
+            call.request_id,
+            call.endpoint.as_str()
         );
     }
 }
@@ -456,22 +476,49 @@ pub struct Usage {
 }
 
 /// Sends the reply and counts how the request ended; `false` if the client had gone.
-fn end<H: Host>(host: &mut H, ctx: ContextId, reply: &Reply) -> bool {
+/// `endpoint`: the minting endpoint the request came through, if any.
+fn end<H: Host>(host: &mut H, ctx: ContextId, reply: &Reply, endpoint: Option<Endpoint>) -> bool {
     let delivered = host.reply(ctx, reply);
-    host.metric(Metric::Ended(if delivered {
+    let reason = if delivered {
         reply.reason
     } else {
         "client_gone"
-    }));
+    };
+    count(host, reason, endpoint);
     delivered
+}
+
+/// Counts how a request ended: in `sts_gateway_requests_<reason>` always, and in
+/// `sts_gateway_credentials_requests_<reason>` for the credentials endpoint.
+fn count<H: Host>(host: &mut H, reason: &'static str, endpoint: Option<Endpoint>) {
+    host.metric(Metric::Ended(reason));
+    if endpoint == Some(Endpoint::Credentials) {
+        host.metric(Metric::CredentialsEnded(reason));
+    }
 }
 
 /// Longest `x-request-id` kept for the log line.
 const MAX_REQUEST_ID: usize = 128;
 
-/// What a token request needs, taken from its headers once; the headers are not kept.
-fn ask_of(headers: &[(String, String)], max_token_bytes: usize) -> Result<Ask, Error> {
-    let token = bearer_token(headers, max_token_bytes)?.to_string();
+/// Longest tenant name kept: longer than any valid one (refused by authorization), never
+/// stored whole.
+const MAX_TENANT: usize = 256;
+
+/// What a minting request needs, taken from its headers once; the headers are not kept.
+///
+/// `PUT token`: `Authorization: Bearer` (or `X-Forwarded-Access-Token`) and `Cray-Tenant-Name`.
+/// `GET credentials` also takes the bare JWT as the `Authorization` value and the tenant as
+/// `?tenant=T` (AWS SDKs cannot add headers); a tenant in both that differs is a 400.
+fn ask_of(
+    headers: &[(String, String)],
+    max_token_bytes: usize,
+    endpoint: Endpoint,
+) -> Result<Ask, Error> {
+    let token = match endpoint {
+        Endpoint::Token => bearer_token(headers, max_token_bytes)?,
+        Endpoint::Credentials => container_token(headers, max_token_bytes)?,
+    }
+    .to_string();
     let header = |name: &str| {
         headers
             .iter()
@@ -484,11 +531,75 @@ fn ask_of(headers: &[(String, String)], max_token_bytes: usize) -> Result<Ask, E
         .filter(|c| !c.is_control())
         .take(MAX_REQUEST_ID)
         .collect();
-    // Longer than any valid tenant name: refused by authorization, never stored whole.
-    let tenant = header("cray-tenant-name").map(|t| t.chars().take(256).collect());
+    let mut tenant = header("cray-tenant-name").map(str::to_string);
+    if endpoint == Endpoint::Credentials {
+        if let Some(query) = tenant_query(header(":path").unwrap_or_default())? {
+            match &tenant {
+                Some(h) if *h != query => {
+                    return Err(Error::BadRequest(
+                        "the tenant query parameter and the Cray-Tenant-Name header differ",
+                    ))
+                }
+                _ => tenant = Some(query),
+            }
+        }
+    }
+    let tenant = tenant.map(|t| t.chars().take(MAX_TENANT).collect());
     Ok(Ask {
         token,
         tenant,
         request_id,
+        endpoint,
     })
+}
+
+/// The `tenant` parameter of the path's query, percent-decoded (`+` is a space, as in forms).
+/// More than one is a 400: which one was meant is unknown.
+fn tenant_query(path: &str) -> Result<Option<String>, Error> {
+    let Some((_, query)) = path.split_once('?') else {
+        return Ok(None);
+    };
+    let query = query.split('#').next().unwrap_or_default();
+    let mut found = None;
+    for pair in query.split('&') {
+        let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+        if percent_decode(name) != "tenant" {
+            continue;
+        }
+        if found.is_some() {
+            return Err(Error::BadRequest("more than one tenant query parameter"));
+        }
+        found = Some(percent_decode(value));
+    }
+    Ok(found)
+}
+
+/// `%XX` → that byte, `+` → space; a `%` not followed by two hex digits stays as it is. Bytes
+/// that are not UTF-8 become U+FFFD (no valid tenant has them).
+fn percent_decode(s: &str) -> String {
+    let hex = |b: u8| char::from(b).to_digit(16);
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while let Some(&b) = bytes.get(i) {
+        let escaped = match (b, bytes.get(i + 1), bytes.get(i + 2)) {
+            (b'%', Some(&h), Some(&l)) => hex(h).zip(hex(l)).map(|(h, l)| (h * 16 + l) as u8),
+            _ => None,
+        };
+        match (b, escaped) {
+            (_, Some(decoded)) => {
+                out.push(decoded);
+                i += 3;
+            }
+            (b'+', None) => {
+                out.push(b' ');
+                i += 1;
+            }
+            (_, None) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }

@@ -4,6 +4,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use crate::host::ContextId;
+use crate::route::Endpoint;
 
 /// What a token request needs after its headers are gone.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -12,6 +13,8 @@ pub struct Ask {
     pub tenant: Option<String>,
     /// `x-request-id`, for the mint log line (bounded, printable).
     pub request_id: String,
+    /// The endpoint it came through: the format of its answer.
+    pub endpoint: Endpoint,
 }
 
 /// Fixed cost of a parked request besides its strings (map slots, sequence, deadline).
@@ -211,6 +214,7 @@ mod model {
             token: "t".repeat(len),
             tenant: None,
             request_id: "-".into(),
+            endpoint: Endpoint::Token,
         }
     }
 
