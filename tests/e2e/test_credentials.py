@@ -453,3 +453,30 @@ def test_https_trust_is_certifi_only(stack, client_venv, tmp_path):
     ok.close()
     assert "error" not in ok.started, ok.started
 
+
+
+def test_doc_recipe(stack, client_venv, tmp_path):
+    """docs/sdk-credentials.md's local-stack recipe, pasted into bash as it is, with only the
+    test stack's ports, CA and `STACK_ARGS=--test` put in (and a bucket name of its own)."""
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "sdk-credentials.md").read_text()
+    section = doc.split("## Try it on the local stack", 1)[1]
+    block = section.split("```sh\n", 1)[1].split("```", 1)[0]
+    bucket = bucket_name()
+    ports = stack.cfg.ports
+    script = (block.replace("make -s token", "make -s token STACK_ARGS=--test")
+              .replace("127.0.0.1:8443", f"127.0.0.1:{ports['https']}")
+              .replace("127.0.0.1:7480", f"127.0.0.1:{ports['rgw']}")
+              .replace("target/stack/tls/ca.crt", stack.ca_file)
+              .replace("demo-bucket", bucket))
+    assert script.count(str(ports["https"])) == 1 and stack.ca_file in script and bucket in script, script
+    home = tmp_path / "home"
+    home.mkdir()
+    env = {"PATH": f"{client_venv / 'bin'}:/usr/bin:/bin", "HOME": str(home)}
+    before = stack.envoy_stats().get(MINTED, 0)
+    r = subprocess.run(["bash", "-euo", "pipefail", "-c", script], env=env, cwd=Path(__file__).resolve().parents[2],
+                       capture_output=True, text=True, timeout=180)
+    assert r.returncode == 0, f"{script}\n{r.stdout}\n{r.stderr}"
+    assert bucket in r.stdout
+    token = (home / ".sts-token").read_text()
+    assert token.count(".") == 2 and not token.endswith("\n")
+    assert stack.envoy_stats().get(MINTED, 0) - before >= 2
