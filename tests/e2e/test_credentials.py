@@ -355,6 +355,7 @@ def test_boto3_refreshes_by_itself_and_follows_a_rotated_token(stack, client_ven
             fetched1 = stack.envoy_stats().get(MINTED, 0)
             refreshes = fetched1 - fetched0 - 1  # the first fetch is the client's start
             lines = wait_mint_lines(stack, fetched1 - fetched0 + 1)
+            assert len(lines) == fetched1 - fetched0 + 1, "one mint log line per fetch"
             assert refreshes >= len(first), f"{refreshes} refreshes for {len(first)} calls"
             assert {caller_of(ln) for ln in lines} == {"admin"}
             assert len({a["key_id"] for a in first}) >= 2, "new credentials in use"
@@ -417,6 +418,7 @@ def test_sdk_surfaces_denials_promptly(stack, client_venv, tmp_path):
         assert token not in client.started["message"]
         assert client.p.returncode == 3
         assert took < 15, (name, took)
+        print(f"\ndenial {name}: {status}, SDK error after {took:.1f} s")
 
 
 def test_token_file_with_a_newline_is_refused_by_the_sdk(stack, client_venv, tmp_path):
