@@ -1,13 +1,8 @@
 # sts-gateway: build the filter, run the local stack (Envoy + Ceph RGW + OIDC issuer), test.
-#
-#   make run          build, start the stack, print how to use it; Ctrl-C stops it
-#   make test         every test (unit + end to end) on a separate test stack
-#   make up / down    start / stop the stack in the background (state: target/stack/)
-#   make token [USER=admin]   print a JWT obtained through the gateway
-#   make manifests    envoy/envoy.yaml + envoy/istio/*.yaml from envoy/sts-gateway.yaml
-#   make release      target/release/sts_gateway.wasm, its .sha256, and Istio manifests with it
-#
+# `make help` lists the targets (from the `## ` comment on each target's line).
 # STACK_ARGS=--test makes up/down/status/token/env act on the test stack (target/test-stack/).
+# Commands that start a stack share fixed loopback ports: on a shared machine run them under
+# `flock /tmp/sts-stack.lock make ...`.
 
 SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
@@ -35,17 +30,18 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # `USER` is also the login name in the environment: only a command-line USER= counts.
 TOKEN_USER := $(if $(filter command line,$(origin USER)),$(USER),admin)
 
-.PHONY: help deps deps-apt deps-node deps-rust deps-python deps-npm build up down status env token run \
-        test unit soak e2e manifests release bench clean fuzz fuzz-smoke load load-short
+.PHONY: help deps deps-apt deps-node deps-rust deps-fuzz deps-python deps-npm build build-crash up down status env token run \
+        test lint unit soak e2e manifests release bench clean fuzz fuzz-smoke load load-short
 
-help:
-	@sed -n '2,11p' Makefile | sed 's/^# \{0,1\}//'
+help: ## this list
+	@grep -E '^[a-z][a-z0-9-]*:.*## ' $(MAKEFILE_LIST) | sed -E 's/^([a-z0-9-]+):.*## (.*)$$/\1\t\2/' \
+	  | awk -F '\t' '{ printf "  make %-12s %s\n", $$1, $$2 }'
 
 # ---------------------------------------------------------------- dependencies (idempotent)
 
-deps: deps-apt deps-node deps-rust deps-python deps-npm
+deps: deps-apt deps-node deps-rust deps-fuzz deps-python deps-npm ## install what is missing (Debian packages, Rust target, cargo-fuzz, .venv, npm)
 
-deps-apt:
+deps-apt: ## the Debian packages (ceph, wrk, binaryen, ...), with sudo if not root
 	@missing=""; \
 	for p in $(APT_PKGS); do \
 	  dpkg-query -W -f='$${Status}' "$$p" 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
@@ -57,7 +53,7 @@ deps-apt:
 	fi
 
 # Node.js >= 20 (NodeSource or Debian's nodejs + npm); oauth2-mock-server 9.3 runs on 20.
-deps-node:
+deps-node: ## check Node.js >= 20 and npm (installs Debian's if missing)
 	@if ! command -v node >/dev/null || ! command -v npm >/dev/null; then \
 	  echo "deps: installing nodejs and npm from Debian"; \
 	  $(SUDO) apt-get update -q; \
@@ -68,24 +64,29 @@ deps-node:
 	  echo "deps: Node.js $$(node --version) is too old: the issuer needs Node.js >= 20 (e.g. from NodeSource)" >&2; exit 1; \
 	fi
 
-deps-rust:
+deps-rust: ## check rustup, add the wasm32-wasip1 target
 	@command -v rustup >/dev/null || { echo "deps: rustup is required (https://rustup.rs)" >&2; exit 1; }
 	@rustup target list --installed | grep -qx $(WASM_TARGET) || rustup target add $(WASM_TARGET)
 
-deps-python: $(VENV_STAMP)
+# cargo-fuzz runs on rustup's nightly toolchain (libFuzzer needs unstable flags).
+deps-fuzz: deps-rust ## cargo-fuzz (cargo install --locked) and rustup's nightly toolchain
+	@rustup toolchain list | grep -q '^nightly' || rustup toolchain install nightly --profile minimal
+	@command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
+
+deps-python: $(VENV_STAMP) ## the project virtualenv .venv from tests/requirements.txt
 $(VENV_STAMP): tests/requirements.txt | deps-apt
 	@[ -x $(VENV_PY) ] || python3 -m venv $(VENV)
 	$(VENV_PY) -m pip install -q --disable-pip-version-check -r tests/requirements.txt
 	@touch $@
 
-deps-npm: $(NPM_STAMP)
+deps-npm: $(NPM_STAMP) ## the issuer's npm packages (npm ci)
 $(NPM_STAMP): $(ISSUER_DIR)/package-lock.json $(ISSUER_DIR)/package.json | deps-node
 	cd $(ISSUER_DIR) && npm ci --no-audit --no-fund --loglevel=error
 	@touch $@
 
 # ---------------------------------------------------------------- build
 
-build: deps-rust
+build: deps-rust ## the filter: target/sts_gateway.wasm (cargo release build + wasm-opt)
 	cargo build --release --target $(WASM_TARGET) --features envoy
 	@if [ ! -f $(WASM) ] || [ $(WASM_CARGO) -nt $(WASM) ]; then \
 	  if command -v wasm-opt >/dev/null; then \
@@ -98,17 +99,25 @@ build: deps-rust
 	fi; \
 	echo "build: $(WASM) ($$(stat -c %s $(WASM)) bytes)"
 
-# ---------------------------------------------------------------- deployment (README "Deploying in Istio")
+# Test-only module with a route that panics (feature crash-route): the e2e tests prove a VM that
+# really dies fails closed and is reloaded. Never released; built before `build`, which then
+# rebuilds the release features.
+CRASH_WASM := target/sts_gateway-crash.wasm
+build-crash: deps-rust ## test-only module that panics on /apis/sts/__crash (target/sts_gateway-crash.wasm)
+	cargo build --release --target $(WASM_TARGET) --features envoy,crash-route
+	cp $(WASM_CARGO) $(CRASH_WASM)
+
+# ---------------------------------------------------------------- deployment (docs/istio.md)
 
 # envoy/envoy.yaml and envoy/istio/*.yaml from the one source, envoy/sts-gateway.yaml.
-manifests: $(VENV_STAMP)
+manifests: $(VENV_STAMP) ## envoy/envoy.yaml + envoy/istio/*.yaml from envoy/sts-gateway.yaml
 	$(VENV_PY) envoy/generate.py
 
 # The optimized module (make build), its sha256, and the Istio manifests with that sha256 (and
 # WASM_URL=..., if given, as the WasmPlugin url) in target/release/istio/.
 RELEASE_DIR := target/release
 WASM_URL ?=
-release: build $(VENV_STAMP)
+release: build $(VENV_STAMP) ## target/release/: the module, its sha256, Istio manifests with it (WASM_URL=...)
 	@mkdir -p $(RELEASE_DIR)
 	@cp $(WASM) $(RELEASE_DIR)/sts_gateway.wasm
 	@cd $(RELEASE_DIR) && sha256sum sts_gateway.wasm > sts_gateway.wasm.sha256
@@ -121,24 +130,24 @@ release: build $(VENV_STAMP)
 
 # ---------------------------------------------------------------- the local stack
 
-up: deps build
+up: deps build ## start the stack in the background (idempotent; state in target/stack/)
 	@$(STACK) up
 	@$(STACK) howto
 
-down:
+down: ## stop the stack; returns when its processes have exited
 	@if [ -x $(VENV_PY) ]; then $(STACK) down; else python3 tests/stack/stack.py $(STACK_ARGS) down; fi
 
-status: $(VENV_STAMP)
+status: $(VENV_STAMP) ## which parts of the stack run
 	@$(STACK) status
 
-env: $(VENV_STAMP)
+env: $(VENV_STAMP) ## print the stack's environment (as in target/stack/env.sh)
 	@$(STACK) env
 
-token: $(VENV_STAMP)
+token: $(VENV_STAMP) ## print a JWT obtained through the gateway [USER=admin|testuser|user]
 	@$(STACK) token $(TOKEN_USER)
 
 # Foreground: Ctrl-C (or the end of the terminal) stops everything.
-run: deps build
+run: deps build ## build, start the stack in the foreground, print how to use it; Ctrl-C stops it
 	@trap '$(STACK) down' EXIT; trap 'exit 0' INT TERM HUP; \
 	$(STACK) up; \
 	$(STACK) howto; \
@@ -147,36 +156,48 @@ run: deps build
 
 # ---------------------------------------------------------------- tests
 
-test: deps unit fuzz-smoke build e2e load-short
+test: deps lint unit fuzz-smoke build e2e load-short ## everything: lint, unit, fuzz smoke, e2e, load-short
 
-unit:
+# Python: ruff over tests/ and envoy/ (ruff.toml). Rust: rustfmt, clippy native (all targets) and
+# for the module (clippy denies unwrap/expect/panic/indexing outside tests there).
+lint: deps-rust $(VENV_STAMP) ## ruff check + ruff format --check, cargo fmt --check, clippy (native and wasm)
+	$(VENV)/bin/ruff check tests envoy
+	$(VENV)/bin/ruff format --check tests envoy
+	cargo fmt --check
+	cargo fmt --check --manifest-path tests/fuzz/Cargo.toml
+	cargo clippy -q --all-targets -- -D warnings
+	cargo clippy -q --release --target $(WASM_TARGET) --features envoy -- -D warnings
+	cargo clippy -q --release --target $(WASM_TARGET) --features envoy,crash-route -- -D warnings
+
+unit: $(VENV_STAMP) ## the Rust unit tests (cargo test), and botocore's SigV4 golden values
 	cargo test
+	$(VENV_PY) tests/sigv4/golden_sts_request.py --check
 
 # The model-based property tests of every stateful part (lifecycle, token cache, parking) with
 # many more sequences than make test runs (SOAK_CASES each).
 SOAK_CASES ?= 2000
-soak:
+soak: ## the model-based property tests with SOAK_CASES sequences each (default 2000)
 	PROPTEST_CASES=$(SOAK_CASES) cargo test --release -q model
 
 # The session fixture starts and stops the test stack; the trap also stops it if pytest dies.
-e2e: deps build
+e2e: deps build-crash build ## end-to-end tests on the test stack (PYTEST_ARGS=... passes options to pytest)
 	@trap '$(VENV_PY) tests/stack/stack.py --test down >/dev/null 2>&1 || true' EXIT; \
 	$(VENV)/bin/pytest tests/e2e -v $(PYTEST_ARGS)
 
 # Benchmarks on their own stack (test ports, target/bench-stack/): prints a table and writes
 # target/bench/summary.json. BENCH_CONNECTIONS, BENCH_RUNS, BENCH_SECONDS tune it.
-bench: deps build
+bench: deps build ## benchmarks on their own stack: a table, target/bench/summary.json
 	$(VENV_PY) tests/bench/bench.py
 
-# Hardening (issue 5). Fuzzing: cargo-fuzz crate in tests/fuzz (targets token, jwks, sts_xml,
+# Fuzzing: cargo-fuzz crate in tests/fuzz (targets token, jwks, sts_xml,
 # config); libFuzzer writes new inputs to target/fuzz-corpus/<t>, the committed seeds in
 # tests/fuzz/corpus/<t> are only read. FUZZ_SECONDS per target (default 600), FUZZ_TARGETS.
 FUZZ_TARGETS ?= token jwks sts_xml config
 FUZZ_SECONDS ?= 600
 FUZZ_SMOKE_SECONDS ?= 10
-FUZZ_RUN = cargo +nightly fuzz run --fuzz-dir tests/fuzz --features fuzzing -O -s none
-fuzz:
-	@command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
+# -O alone would build without debug assertions; -a keeps them (overflow checks) in the optimized build.
+FUZZ_RUN = cargo +nightly fuzz run --fuzz-dir tests/fuzz --features fuzzing -O -a -s none
+fuzz: deps-fuzz ## fuzz every target for FUZZ_SECONDS (default 600) each
 	@for t in $(FUZZ_TARGETS); do \
 	  mkdir -p target/fuzz-corpus/$$t; echo "fuzz: $$t for $(FUZZ_SECONDS)s"; \
 	  $(FUZZ_RUN) $$t target/fuzz-corpus/$$t tests/fuzz/corpus/$$t -- \
@@ -184,33 +205,34 @@ fuzz:
 	    | grep -E '^(stat::|Done|==|SUMMARY|.*(panicked|crash|deadly))' || exit 1; \
 	done
 
-# make test's smoke: the committed corpus through every target as a stable `cargo test`; plus
-# FUZZ_SMOKE_SECONDS of real fuzzing per target when cargo-fuzz and nightly are installed.
-fuzz-smoke:
+# make test's smoke: the committed corpus through every target as a stable `cargo test`, then
+# FUZZ_SMOKE_SECONDS of real fuzzing per target; fails if a target ran no input at all.
+fuzz-smoke: deps-fuzz ## replay the fuzz corpus, then fuzz each target for FUZZ_SMOKE_SECONDS (10)
 	cargo test -q --manifest-path tests/fuzz/Cargo.toml
-	@if command -v cargo-fuzz >/dev/null && rustup toolchain list | grep -q '^nightly'; then \
-	  for t in $(FUZZ_TARGETS); do \
-	    mkdir -p target/fuzz-corpus/$$t; \
-	    $(FUZZ_RUN) $$t target/fuzz-corpus/$$t tests/fuzz/corpus/$$t -- \
-	      -max_total_time=$(FUZZ_SMOKE_SECONDS) -timeout=10 -print_final_stats=1 2>&1 \
-	      | grep -E '^(stat::number_of_executed_units|==|SUMMARY|.*(panicked|deadly))' || exit 1; \
-	  done; \
-	else echo "fuzz-smoke: cargo-fuzz or nightly missing: corpus replay only (make fuzz installs cargo-fuzz)"; fi
+	@for t in $(FUZZ_TARGETS); do \
+	  mkdir -p target/fuzz-corpus/$$t; \
+	  out=$$($(FUZZ_RUN) $$t target/fuzz-corpus/$$t tests/fuzz/corpus/$$t -- \
+	    -max_total_time=$(FUZZ_SMOKE_SECONDS) -timeout=10 -print_final_stats=1 2>&1) \
+	    || { echo "$$out" | tail -40; echo "fuzz-smoke: $$t FAILED" >&2; exit 1; }; \
+	  runs=$$(echo "$$out" | sed -n 's/^stat::number_of_executed_units: *//p'); \
+	  [ "$${runs:-0}" -gt 0 ] || { echo "$$out" | tail -20; echo "fuzz-smoke: $$t ran no input" >&2; exit 1; }; \
+	  echo "fuzz-smoke: $$t: $$runs executions in $(FUZZ_SMOKE_SECONDS)s, no crash"; \
+	done
 
 # Load: LOAD_REQUESTS mints over LOAD_CONNECTIONS keep-alive connections on the test stack, with a
 # JWKS key rotation in the middle; summary in target/load/summary.json.
 LOAD_REQUESTS ?= 20000
 LOAD_CONNECTIONS ?= 64
-load: deps build
+load: deps build ## LOAD_REQUESTS mints (20000) with two JWKS key rotations on the test stack
 	@trap '$(VENV_PY) tests/stack/stack.py --test down >/dev/null 2>&1 || true' EXIT; \
 	$(VENV_PY) tests/load/load.py --requests $(LOAD_REQUESTS) --connections $(LOAD_CONNECTIONS) \
 	  --max-seconds 300 --json target/load/summary.json
 
-load-short: deps build
+load-short: deps build ## the same with 2000 mints (part of make test)
 	@trap '$(VENV_PY) tests/stack/stack.py --test down >/dev/null 2>&1 || true' EXIT; \
 	$(VENV_PY) tests/load/load.py --requests 2000 --connections 64 --max-seconds 60 \
 	  --json target/load/summary-short.json
 
-clean: down
+clean: down ## stop both stacks, remove their state and the built module
 	@$(if $(wildcard $(VENV_PY)),$(VENV_PY),python3) tests/stack/stack.py --test down
 	rm -rf target/stack target/test-stack $(WASM)

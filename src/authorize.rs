@@ -1,28 +1,92 @@
-//! May this caller mint credentials? The configured claim rules (default: the gateway's
-//! `resource_access.shasta.roles` contains `admin`) and the tenant header's syntax.
+//! May this caller mint credentials, and for what scope? The configured claim rules (default:
+//! the gateway's `resource_access.shasta.roles` contains `admin`), the tenant-admin rules, and the
+//! `Cray-Tenant-Name` header.
+//!
+//! | caller | no header | header T |
+//! | --- | --- | --- |
+//! | admin (`rules`) | full access | scoped to T (`tenants.scope_admins`, default) or full |
+//! | tenant admin of T | 403 | scoped to T |
+//! | anyone else | 403 | 403 |
 use serde_json::Value;
 
-use crate::config::Rule;
+use crate::config::{Rule, RuleItem, TenantsConfig, MAX_TENANT_LEN, TENANT_PLACEHOLDER};
 use crate::error::Error;
 use crate::jwks::Claims;
 
-pub fn authorize(claims: &Claims, rules: &[Rule], tenant: Option<&str>) -> Result<(), Error> {
-    for rule in rules {
-        if !holds(claims, rule) {
+/// What the minted credentials may reach.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Scope {
+    /// Everything the role allows.
+    Full,
+    /// Only this tenant's buckets (a session policy).
+    Tenant(String),
+}
+
+pub fn authorize(
+    claims: &Claims,
+    rules: &[RuleItem],
+    tenants: &TenantsConfig,
+    tenant: Option<&str>,
+) -> Result<Scope, Error> {
+    let admin = all_hold(claims, rules, None);
+    let Some(tenant) = tenant else {
+        if admin {
+            return Ok(Scope::Full);
+        }
+        if !tenants.tenant_admin_rules.is_empty()
+            && holds_item(claims, tenants.tenant_admin_rules.first(), None)
+        {
             return Err(Error::Forbidden(
-                "the token lacks the role required to mint credentials",
+                "tenant administrators must name their tenant in Cray-Tenant-Name",
             ));
         }
+        return Err(Error::Forbidden(
+            "the token lacks the role required to mint credentials",
+        ));
+    };
+    if !is_tenant_name(tenant) {
+        return Err(Error::Forbidden(
+            "Cray-Tenant-Name is not a valid tenant name",
+        ));
     }
-    match tenant {
-        Some(t) if !is_rfc1123_label(t) => Err(Error::Forbidden(
-            "Cray-Tenant-Name is not a valid RFC 1123 label",
-        )),
-        _ => Ok(()),
+    if admin {
+        return Ok(if tenants.scope_admins {
+            Scope::Tenant(tenant.to_string())
+        } else {
+            Scope::Full
+        });
+    }
+    if !tenants.tenant_admin_rules.is_empty()
+        && all_hold(claims, &tenants.tenant_admin_rules, Some(tenant))
+    {
+        return Ok(Scope::Tenant(tenant.to_string()));
+    }
+    Err(Error::Forbidden(
+        "the token is not an administrator of the tenant named in Cray-Tenant-Name",
+    ))
+}
+
+fn all_hold(claims: &Claims, rules: &[RuleItem], tenant: Option<&str>) -> bool {
+    rules
+        .iter()
+        .all(|item| holds_item(claims, Some(item), tenant))
+}
+
+fn holds_item(claims: &Claims, item: Option<&RuleItem>, tenant: Option<&str>) -> bool {
+    match item {
+        Some(RuleItem::One(rule)) => holds(claims, rule, tenant),
+        Some(RuleItem::AnyOf { any_of }) => any_of.iter().any(|r| holds(claims, r, tenant)),
+        None => false,
     }
 }
 
-fn holds(claims: &Claims, rule: &Rule) -> bool {
+fn holds(claims: &Claims, rule: &Rule, tenant: Option<&str>) -> bool {
+    let expected = match tenant {
+        Some(t) if rule.contains.contains(TENANT_PLACEHOLDER) => {
+            std::borrow::Cow::Owned(rule.contains.replace(TENANT_PLACEHOLDER, t))
+        }
+        _ => std::borrow::Cow::Borrowed(rule.contains.as_str()),
+    };
     let mut path = rule.claim.split('.');
     let first = path.next().unwrap_or_default();
     // Registered claims are typed fields of `Claims`; the rest live in `custom`.
@@ -45,24 +109,20 @@ fn holds(claims: &Claims, rule: &Rule) -> bool {
         }
     }
     match value {
-        Value::String(s) => s == &rule.contains,
-        Value::Array(items) => items
-            .iter()
-            .any(|i| i.as_str() == Some(rule.contains.as_str())),
+        Value::String(s) => s == expected.as_ref(),
+        Value::Array(items) => items.iter().any(|i| i.as_str() == Some(expected.as_ref())),
         _ => false,
     }
 }
 
-/// Kubernetes-style RFC 1123 label: lower-case alphanumerics and '-', 1–63 characters,
-/// starting and ending alphanumeric (tenant names are Kubernetes names).
-pub fn is_rfc1123_label(s: &str) -> bool {
+/// The field's tenant names: `^[a-z0-9][a-z0-9\-\.]{1,251}[a-z0-9]$` (3–253 characters).
+pub fn is_tenant_name(s: &str) -> bool {
     let b = s.as_bytes();
-    let alnum = |c: &u8| c.is_ascii_lowercase() || c.is_ascii_digit();
-    !b.is_empty()
-        && b.len() <= 63
-        && b.first().is_some_and(alnum)
-        && b.last().is_some_and(alnum)
-        && b.iter().all(|c| alnum(c) || *c == b'-')
+    let edge = |c: &u8| c.is_ascii_lowercase() || c.is_ascii_digit();
+    (3..=MAX_TENANT_LEN).contains(&b.len())
+        && b.first().is_some_and(edge)
+        && b.last().is_some_and(edge)
+        && b.iter().all(|c| edge(c) || *c == b'-' || *c == b'.')
 }
 
 #[cfg(test)]
@@ -73,17 +133,36 @@ mod tests {
     fn claims(v: Value) -> Claims {
         serde_json::from_value(v).unwrap()
     }
-    fn admin_rule() -> Vec<Rule> {
-        vec![Rule {
-            claim: "resource_access.shasta.roles".into(),
-            contains: "admin".into(),
-        }]
+
+    fn rule(claim: &str, contains: &str) -> Rule {
+        Rule {
+            claim: claim.into(),
+            contains: contains.into(),
+        }
+    }
+
+    fn admin_rule() -> Vec<RuleItem> {
+        vec![RuleItem::One(rule("resource_access.shasta.roles", "admin"))]
+    }
+
+    fn tenants() -> TenantsConfig {
+        TenantsConfig::default()
+    }
+
+    fn admin() -> Claims {
+        claims(json!({"resource_access": {"shasta": {"roles": ["user", "admin"]}}}))
+    }
+
+    fn tenant_admin(groups: &[&str]) -> Claims {
+        claims(json!({"realm_access": {"roles": ["tenant-admin"]}, "groups": groups}))
     }
 
     #[test]
     fn admin_role_required() {
-        let admin = claims(json!({"resource_access": {"shasta": {"roles": ["user", "admin"]}}}));
-        assert_eq!(authorize(&admin, &admin_rule(), None), Ok(()));
+        assert_eq!(
+            authorize(&admin(), &admin_rule(), &tenants(), None),
+            Ok(Scope::Full)
+        );
         for c in [
             json!({"resource_access": {"shasta": {"roles": ["user"]}}}),
             json!({"resource_access": {"other": {"roles": ["admin"]}}}),
@@ -92,51 +171,125 @@ mod tests {
             json!({"realm_access": {"roles": ["admin"]}}),
             json!({}),
         ] {
-            assert!(
-                matches!(
-                    authorize(&claims(c.clone()), &admin_rule(), None),
-                    Err(Error::Forbidden(_))
-                ),
+            assert_eq!(
+                authorize(&claims(c.clone()), &admin_rule(), &tenants(), None),
+                Err(Error::Forbidden(
+                    "the token lacks the role required to mint credentials"
+                )),
                 "{c}"
             );
         }
     }
 
     #[test]
-    fn string_claims_and_registered_claims() {
+    fn any_of_groups_and_registered_claims() {
         let c = claims(json!({"sub": "abc", "azp": "shasta"}));
         let rules = vec![
-            Rule {
-                claim: "sub".into(),
-                contains: "abc".into(),
-            },
-            Rule {
-                claim: "azp".into(),
-                contains: "shasta".into(),
+            RuleItem::One(rule("sub", "abc")),
+            RuleItem::AnyOf {
+                any_of: vec![rule("azp", "cray"), rule("azp", "shasta")],
             },
         ];
-        assert_eq!(authorize(&c, &rules, None), Ok(()));
-        assert_eq!(authorize(&c, &[], None), Ok(()));
+        assert_eq!(authorize(&c, &rules, &tenants(), None), Ok(Scope::Full));
+        let neither = vec![RuleItem::AnyOf {
+            any_of: vec![rule("azp", "cray"), rule("sub", "xyz")],
+        }];
+        assert!(authorize(&c, &neither, &tenants(), None).is_err());
+        // "admin OR ops" as one list element.
+        let either = vec![RuleItem::AnyOf {
+            any_of: vec![
+                rule("resource_access.shasta.roles", "admin"),
+                rule("realm_access.roles", "ops"),
+            ],
+        }];
+        let ops = claims(json!({"realm_access": {"roles": ["ops"]}}));
+        assert_eq!(authorize(&ops, &either, &tenants(), None), Ok(Scope::Full));
     }
 
     #[test]
-    fn tenant_label() {
-        let c = claims(json!({}));
-        for ok in ["vcluster-blue", "a", "t1", &"a".repeat(63)] {
-            assert_eq!(authorize(&c, &[], Some(ok)), Ok(()), "{ok}");
+    fn who_may_mint_for_a_tenant() {
+        let t = tenants();
+        let scoped = |name: &str| Ok(Scope::Tenant(name.into()));
+        // Admins: scoped by default, full access when the operator keeps the old behaviour.
+        assert_eq!(
+            authorize(&admin(), &admin_rule(), &t, Some("blue")),
+            scoped("blue")
+        );
+        let old = TenantsConfig {
+            scope_admins: false,
+            ..tenants()
+        };
+        assert_eq!(
+            authorize(&admin(), &admin_rule(), &old, Some("blue")),
+            Ok(Scope::Full)
+        );
+        // Tenant admins: only their own tenant, and only with the header.
+        let ta = tenant_admin(&["blue-tenant-admin", "other"]);
+        assert_eq!(
+            authorize(&ta, &admin_rule(), &t, Some("blue")),
+            scoped("blue")
+        );
+        assert_eq!(
+            authorize(&ta, &admin_rule(), &t, Some("red")),
+            Err(Error::Forbidden(
+                "the token is not an administrator of the tenant named in Cray-Tenant-Name"
+            ))
+        );
+        assert_eq!(
+            authorize(&ta, &admin_rule(), &t, None),
+            Err(Error::Forbidden(
+                "tenant administrators must name their tenant in Cray-Tenant-Name"
+            ))
+        );
+        // The group alone, or the role alone, is not enough.
+        let group_only = claims(json!({"groups": ["blue-tenant-admin"]}));
+        assert!(authorize(&group_only, &admin_rule(), &t, Some("blue")).is_err());
+        let role_only = tenant_admin(&[]);
+        assert!(authorize(&role_only, &admin_rule(), &t, Some("blue")).is_err());
+        // A group of a tenant whose name extends another's does not count.
+        let longer = tenant_admin(&["blue-x-tenant-admin"]);
+        assert!(authorize(&longer, &admin_rule(), &t, Some("blue")).is_err());
+        // No tenant admins when the operator says so.
+        let none = TenantsConfig {
+            tenant_admin_rules: vec![],
+            ..tenants()
+        };
+        assert!(authorize(&ta, &admin_rule(), &none, Some("blue")).is_err());
+        // Anyone else.
+        let user = claims(json!({"resource_access": {"shasta": {"roles": ["user"]}}}));
+        assert!(authorize(&user, &admin_rule(), &t, Some("blue")).is_err());
+    }
+
+    #[test]
+    fn tenant_header_syntax() {
+        let long = "a".repeat(253);
+        for ok in ["vcluster-blue", "abc", "t.1", "a-b.c", long.as_str()] {
+            assert!(is_tenant_name(ok), "{ok}");
         }
+        let too_long = "a".repeat(254);
         for bad in [
             "",
-            "-a",
-            "a-",
+            "a",
+            "ab",
+            "-ab",
+            "ab-",
+            ".ab",
+            "ab.",
             "Blue",
             "a_b",
-            "a.b",
-            "ä",
-            &"a".repeat(64),
+            "ä-b",
             "a b",
+            "a/b",
+            too_long.as_str(),
         ] {
-            assert!(authorize(&c, &[], Some(bad)).is_err(), "{bad}");
+            assert!(!is_tenant_name(bad), "{bad}");
+            assert_eq!(
+                authorize(&admin(), &admin_rule(), &tenants(), Some(bad)),
+                Err(Error::Forbidden(
+                    "Cray-Tenant-Name is not a valid tenant name"
+                )),
+                "{bad}"
+            );
         }
     }
 }

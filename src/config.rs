@@ -58,7 +58,7 @@ pub struct Config {
     /// All must hold (logical AND). Default: the gateway's admin rule. Never empty: letting
     /// any authenticated user mint takes `allow_any_authenticated: true`.
     #[serde(default = "default_rules")]
-    pub rules: Vec<Rule>,
+    pub rules: Vec<RuleItem>,
     /// Explicit opt-in to "any valid token may mint" (then `rules` must be empty).
     #[serde(default)]
     pub allow_any_authenticated: bool,
@@ -78,6 +78,13 @@ pub struct Config {
     /// Requests waiting for keys (unknown `kid` during a JWKS refetch), per worker.
     #[serde(default)]
     pub parking: ParkingConfig,
+    /// Credentials scoped to a tenant (`Cray-Tenant-Name`).
+    #[serde(default)]
+    pub tenants: TenantsConfig,
+    /// Opt-in: hand a caller the credentials already minted for them while enough lifetime
+    /// remains, and let concurrent requests of one caller share one RGW call. Off when absent.
+    #[serde(default)]
+    pub reuse: Option<ReuseConfig>,
     pub rgw: RgwConfig,
 }
 
@@ -126,6 +133,84 @@ impl Default for ParkingConfig {
         ParkingConfig {
             max_requests: default_parking_requests(),
             max_bytes: default_parking_bytes(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReuseConfig {
+    /// Reuse credentials only while at least this much of their lifetime remains.
+    pub min_remaining_seconds: u64,
+    /// Callers remembered per worker.
+    #[serde(default = "default_reuse_entries")]
+    pub max_entries: usize,
+}
+
+fn default_reuse_entries() -> usize {
+    1024
+}
+
+/// One element of a rule list: a rule, or a group of which one must hold (logical OR). The
+/// elements of a list must all hold (logical AND).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "RawRuleItem")]
+pub enum RuleItem {
+    AnyOf { any_of: Vec<Rule> },
+    One(Rule),
+}
+
+/// The JSON shape of a [`RuleItem`] (one struct, not an untagged enum: smaller and clearer
+/// errors).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRuleItem {
+    claim: Option<String>,
+    contains: Option<String>,
+    any_of: Option<Vec<Rule>>,
+}
+
+impl TryFrom<RawRuleItem> for RuleItem {
+    type Error = &'static str;
+    fn try_from(r: RawRuleItem) -> Result<Self, Self::Error> {
+        match (r.claim, r.contains, r.any_of) {
+            (Some(claim), Some(contains), None) => Ok(RuleItem::One(Rule { claim, contains })),
+            (None, None, Some(any_of)) => Ok(RuleItem::AnyOf { any_of }),
+            _ => Err("a rule is either {claim, contains} or {any_of: [rules]}"),
+        }
+    }
+}
+
+/// Placeholder for the tenant's name in tenant-admin rules and the policy template.
+pub const TENANT_PLACEHOLDER: &str = "{tenant}";
+
+/// Who may mint for a tenant, and what the tenant's credentials may reach.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TenantsConfig {
+    /// An admin (`rules`) who names a tenant gets credentials scoped to it. `false`: the old
+    /// behaviour, full access whatever the header says.
+    #[serde(default = "default_true")]
+    pub scope_admins: bool,
+    /// Rules that make a caller an administrator of tenant `{tenant}` (all must hold; `[]`:
+    /// nobody but admins may mint for a tenant).
+    #[serde(default = "default_tenant_admin_rules")]
+    pub tenant_admin_rules: Vec<RuleItem>,
+    /// Session policy (IAM JSON) of a tenant's credentials; `{tenant}` is the tenant's name.
+    #[serde(default = "default_policy_template")]
+    pub policy_template: String,
+    /// Explicit bucket patterns per tenant instead of the template (`*` and `?` wildcards).
+    #[serde(default)]
+    pub buckets: std::collections::BTreeMap<String, Vec<String>>,
+}
+
+impl Default for TenantsConfig {
+    fn default() -> Self {
+        TenantsConfig {
+            scope_admins: true,
+            tenant_admin_rules: default_tenant_admin_rules(),
+            policy_template: default_policy_template(),
+            buckets: Default::default(),
         }
     }
 }
@@ -201,11 +286,32 @@ fn default_clock_skew() -> u64 {
 fn default_max_token_bytes() -> usize {
     16 * 1024
 }
-fn default_rules() -> Vec<Rule> {
-    vec![Rule {
+fn default_rules() -> Vec<RuleItem> {
+    vec![RuleItem::One(Rule {
         claim: "resource_access.shasta.roles".into(),
         contains: "admin".into(),
-    }]
+    })]
+}
+fn default_true() -> bool {
+    true
+}
+/// The field's policy: `realm_access.roles` has `tenant-admin` and `groups` has
+/// `<tenant>-tenant-admin`.
+fn default_tenant_admin_rules() -> Vec<RuleItem> {
+    vec![
+        RuleItem::One(Rule {
+            claim: "realm_access.roles".into(),
+            contains: "tenant-admin".into(),
+        }),
+        RuleItem::One(Rule {
+            claim: "groups".into(),
+            contains: format!("{TENANT_PLACEHOLDER}-tenant-admin"),
+        }),
+    ]
+}
+/// `s3:*` on the tenant's buckets (`<tenant>-*`) and their objects.
+pub fn default_policy_template() -> String {
+    r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":["s3:*"],"Resource":["arn:aws:s3:::{tenant}-*","arn:aws:s3:::{tenant}-*/*"]}]}"#.into()
 }
 fn default_token_cache_entries() -> usize {
     4096
@@ -388,13 +494,29 @@ impl Config {
                 "must be at most 268435456",
             ));
         }
-        for (i, rule) in self.rules.iter().enumerate() {
-            if rule.claim.is_empty() || rule.claim.split('.').any(str::is_empty) {
+        validate_rules("rules", &self.rules, false)?;
+        if let Some(r) = &self.reuse {
+            if r.min_remaining_seconds < 60
+                || r.min_remaining_seconds >= u64::from(self.rgw.duration_seconds)
+            {
                 return Err(ConfigError::new(
-                    &format!("rules[{i}].claim"),
-                    "must be a dot-separated claim path",
+                    "reuse.min_remaining_seconds",
+                    "must be at least 60 and less than rgw.duration_seconds",
                 ));
             }
+            if !(1..=100_000).contains(&r.max_entries) {
+                return Err(ConfigError::new(
+                    "reuse.max_entries",
+                    "must be between 1 and 100000",
+                ));
+            }
+        }
+        self.tenants.validate()?;
+        if self.rgw.policy.is_some() && self.tenants.scoping_possible() {
+            return Err(ConfigError::new(
+                "rgw.policy",
+                "cannot be combined with tenant scoping (a tenant's policy would replace it): set tenants.scope_admins false and tenants.tenant_admin_rules [], or drop rgw.policy",
+            ));
         }
         if self.token_cache_entries > 1_000_000 {
             return Err(ConfigError::new(
@@ -551,6 +673,126 @@ impl RgwConfig {
 
     pub fn secret_access_key(&self) -> &str {
         self.secret_access_key.as_deref().unwrap_or_default()
+    }
+}
+
+fn validate_rules(
+    at: &str,
+    rules: &[RuleItem],
+    tenant_placeholder: bool,
+) -> Result<(), ConfigError> {
+    for (i, item) in rules.iter().enumerate() {
+        let group: Vec<(String, &Rule)> = match item {
+            RuleItem::One(r) => vec![(format!("{at}[{i}]"), r)],
+            RuleItem::AnyOf { any_of } if any_of.is_empty() => {
+                return Err(ConfigError::new(
+                    &format!("{at}[{i}].any_of"),
+                    "must list at least one rule",
+                ))
+            }
+            RuleItem::AnyOf { any_of } => any_of
+                .iter()
+                .enumerate()
+                .map(|(j, r)| (format!("{at}[{i}].any_of[{j}]"), r))
+                .collect(),
+        };
+        for (field, rule) in group {
+            if rule.claim.is_empty() || rule.claim.split('.').any(str::is_empty) {
+                return Err(ConfigError::new(
+                    &format!("{field}.claim"),
+                    "must be a dot-separated claim path",
+                ));
+            }
+            if !tenant_placeholder && rule.contains.contains(TENANT_PLACEHOLDER) {
+                return Err(ConfigError::new(
+                    &format!("{field}.contains"),
+                    "{tenant} is only known in tenants.tenant_admin_rules",
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// RGW's limit on an AssumeRole session policy.
+pub const MAX_POLICY_CHARS: usize = 2048;
+/// Longest tenant name the header may carry.
+pub const MAX_TENANT_LEN: usize = 253;
+
+impl TenantsConfig {
+    /// Some caller could get scoped credentials.
+    pub fn scoping_possible(&self) -> bool {
+        self.scope_admins || !self.tenant_admin_rules.is_empty()
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        validate_rules("tenants.tenant_admin_rules", &self.tenant_admin_rules, true)?;
+        let field = "tenants.policy_template";
+        if !self.policy_template.contains(TENANT_PLACEHOLDER) {
+            return Err(ConfigError::new(field, "must contain {tenant}"));
+        }
+        let sample = self.policy_template.replace(TENANT_PLACEHOLDER, "t");
+        if serde_json::from_str::<serde_json::Value>(&sample).is_err() {
+            return Err(ConfigError::new(field, "must be a JSON document"));
+        }
+        let longest = self.policy_template.len()
+            + self.policy_template.matches(TENANT_PLACEHOLDER).count()
+                * (MAX_TENANT_LEN - TENANT_PLACEHOLDER.len());
+        if longest > MAX_POLICY_CHARS {
+            return Err(ConfigError::new(
+                field,
+                format!("is {longest} characters for the longest tenant name ({MAX_TENANT_LEN}); RGW accepts at most {MAX_POLICY_CHARS}"),
+            ));
+        }
+        for (tenant, patterns) in &self.buckets {
+            let at = format!("tenants.buckets.{tenant}");
+            if !crate::authorize::is_tenant_name(tenant) {
+                return Err(ConfigError::new(&at, "is not a valid tenant name"));
+            }
+            if patterns.is_empty() {
+                return Err(ConfigError::new(
+                    &at,
+                    "must list at least one bucket pattern",
+                ));
+            }
+            for p in patterns {
+                let ok = !p.is_empty()
+                    && p.len() <= 63
+                    && p.bytes().all(|b| {
+                        b.is_ascii_lowercase() || b.is_ascii_digit() || b"-.*?".contains(&b)
+                    });
+                if !ok {
+                    return Err(ConfigError::new(
+                        &at,
+                        format!("{p:?} is not a bucket name pattern (a-z, 0-9, '-', '.', '*', '?'; at most 63)"),
+                    ));
+                }
+            }
+            if self.policy_for(tenant).len() > MAX_POLICY_CHARS {
+                return Err(ConfigError::new(
+                    &at,
+                    format!("makes a policy longer than {MAX_POLICY_CHARS} characters"),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The session policy of `tenant`'s credentials (compact JSON: RGW does not decode `+`).
+    pub fn policy_for(&self, tenant: &str) -> String {
+        match self.buckets.get(tenant) {
+            Some(patterns) => {
+                let resources: Vec<String> = patterns
+                    .iter()
+                    .flat_map(|p| [format!("arn:aws:s3:::{p}"), format!("arn:aws:s3:::{p}/*")])
+                    .collect();
+                serde_json::json!({"Version": "2012-10-17", "Statement": [
+                    {"Effect": "Allow", "Action": ["s3:*"], "Resource": resources}]})
+                .to_string()
+            }
+            // Tenant names are [a-z0-9.-]: nothing to escape in JSON or an ARN.
+            None => self.policy_template.replace(TENANT_PLACEHOLDER, tenant),
+        }
     }
 }
 
@@ -799,5 +1041,97 @@ mod tests {
             vec!["https://auth.cmn.example/keycloak/realms/shasta"]
         );
         assert!(c.issuers_of_source(2).is_empty());
+    }
+
+    #[test]
+    fn safety_defaults_are_enforced() {
+        let mut v = sample();
+        v["rules"] = json!([]);
+        assert_eq!(err_field(&v), "rules");
+        v["allow_any_authenticated"] = json!(true);
+        assert_eq!(parse(&v).unwrap().rules.len(), 0);
+        v["rules"] = json!([{"claim": "sub", "contains": "x"}]);
+        assert_eq!(err_field(&v), "allow_any_authenticated");
+        let mut v = sample();
+        v["issuers"][0]["jwks"]["min_refetch_seconds"] = json!(0);
+        assert_eq!(err_field(&v), "issuers[0].jwks.min_refetch_seconds");
+        let mut v = sample();
+        v["max_token_lifetime_seconds"] = json!(10);
+        assert_eq!(err_field(&v), "max_token_lifetime_seconds");
+        let mut v = sample();
+        v["authorized_parties"] = json!([]);
+        assert_eq!(err_field(&v), "authorized_parties");
+        let mut v = sample();
+        v["parking"] = json!({"max_requests": 100000});
+        assert_eq!(err_field(&v), "parking.max_requests");
+    }
+
+    #[test]
+    fn rule_groups() {
+        let mut v = sample();
+        v["rules"] = json!([{"any_of": [{"claim": "a.b", "contains": "x"}, {"claim": "c", "contains": "y"}]}]);
+        assert!(
+            matches!(&parse(&v).unwrap().rules[0], RuleItem::AnyOf { any_of } if any_of.len() == 2)
+        );
+        v["rules"] = json!([{"any_of": []}]);
+        assert_eq!(err_field(&v), "rules[0].any_of");
+        v["rules"] = json!([{"any_of": [{"claim": "a..b", "contains": "x"}]}]);
+        assert_eq!(err_field(&v), "rules[0].any_of[0].claim");
+        v["rules"] = json!([{"claim": "groups", "contains": "{tenant}-admin"}]);
+        assert_eq!(err_field(&v), "rules[0].contains");
+    }
+
+    #[test]
+    fn tenant_policies() {
+        let c = parse(&sample()).unwrap();
+        let p = c.tenants.policy_for("blue");
+        assert_eq!(
+            p,
+            r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":["s3:*"],"Resource":["arn:aws:s3:::blue-*","arn:aws:s3:::blue-*/*"]}]}"#
+        );
+        assert!(!p.contains(' '), "compact: RGW does not decode '+'");
+        // The default fits RGW's limit for the longest tenant name.
+        let longest = c.tenants.policy_for(&"a".repeat(MAX_TENANT_LEN));
+        assert!(longest.len() <= MAX_POLICY_CHARS, "{}", longest.len());
+        // Explicit buckets.
+        let mut v = sample();
+        v["tenants"] = json!({"buckets": {"blue": ["blue-data", "shared-*"]}});
+        let c = parse(&v).unwrap();
+        let p: Value = serde_json::from_str(&c.tenants.policy_for("blue")).unwrap();
+        assert_eq!(
+            p["Statement"][0]["Resource"],
+            json!([
+                "arn:aws:s3:::blue-data",
+                "arn:aws:s3:::blue-data/*",
+                "arn:aws:s3:::shared-*",
+                "arn:aws:s3:::shared-*/*"
+            ])
+        );
+        assert!(
+            c.tenants.policy_for("red").contains("red-*"),
+            "others use the template"
+        );
+        // Refused: too long for some tenant, bad patterns, bad names, no placeholder.
+        let mut v = sample();
+        v["tenants"] =
+            json!({"policy_template": format!("{{\"x\":\"{{tenant}}{}\"}}", "y".repeat(1800))});
+        assert_eq!(err_field(&v), "tenants.policy_template");
+        v["tenants"] = json!({"policy_template": "{\"x\": 1}"});
+        assert_eq!(err_field(&v), "tenants.policy_template");
+        v["tenants"] = json!({"buckets": {"blue": ["Bad_Name"]}});
+        assert_eq!(err_field(&v), "tenants.buckets.blue");
+        v["tenants"] = json!({"buckets": {"Blue": ["b"]}});
+        assert_eq!(err_field(&v), "tenants.buckets.Blue");
+        let many: Vec<String> = (0..40)
+            .map(|i| format!("bucket-pattern-{i:02}-*"))
+            .collect();
+        v["tenants"] = json!({"buckets": {"blue": many}});
+        assert_eq!(err_field(&v), "tenants.buckets.blue");
+        // A global session policy would be replaced by a tenant's: refused unless no scoping.
+        let mut v = sample();
+        v["rgw"]["policy"] = json!("{}");
+        assert_eq!(err_field(&v), "rgw.policy");
+        v["tenants"] = json!({"scope_admins": false, "tenant_admin_rules": []});
+        assert!(parse(&v).is_ok());
     }
 }

@@ -1,6 +1,7 @@
 //! The two success bodies.
 //!
-//! `PUT token`'s 201, exactly as the token service answers today (CONTRACT.md):
+//! `PUT token`'s 201, byte for byte as the token service this filter replaces (the HPE Cray
+//! System Management "simple token service") answers it; its clients read these five keys:
 //!
 //! `{"Credentials": {"AccessKeyId": "..", "EndpointURL": "..", "Expiration": "..",
 //! "SecretAccessKey": "..", "SessionToken": ".."}}`
@@ -10,7 +11,7 @@
 //! turned into Python's `isoformat()` shape: 6 fractional digits (truncated) and `+00:00`.
 //!
 //! `GET credentials`'s 200, the AWS container-credentials format every AWS SDK refreshes from
-//! (CONTRACT.md "AWS container-credentials format"):
+//! (what their container credentials provider reads):
 //!
 //! `{"AccessKeyId": "..", "SecretAccessKey": "..", "Token": "..", "Expiration": "2026-11-30T22:45:49Z"}`
 //!

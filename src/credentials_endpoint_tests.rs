@@ -305,3 +305,43 @@ fn client_gone_and_timeouts_count_for_the_endpoint() {
     );
     assert_eq!(vm.host.metric_value(Metric::CredentialsEnded("minted")), 0);
 }
+
+/// Opt-in reuse: requests of one caller through both endpoints share one RGW call and stored
+/// credentials, and each gets its own endpoint's format, also when a waiter takes the call over.
+#[test]
+fn reuse_and_coalescing_answer_each_endpoint_in_its_format() {
+    let mut vm = Vm::with_keys(config_with(
+        json!({"reuse": {"min_remaining_seconds": 600}}),
+    ));
+    let t = admin();
+    let (owner, _) = vm.request(&headers("PUT", "/apis/sts/token", Some(&t), &[]));
+    let (w_creds, _) = vm.request(&get(CREDS, Some(&t), &[]));
+    let (w_token, _) = vm.request(&headers("PUT", "/apis/sts/token", Some(&t), &[]));
+    let (w_creds2, _) = vm.request(&get(CREDS, Some(&t), &[]));
+    assert_eq!(vm.sts_pending().len(), 1, "one RGW call for all four");
+    // The owner leaves; the next waiter (a credentials request) takes the call over.
+    vm.leave(owner);
+    vm.tick();
+    let sts = vm.sts_pending();
+    assert_eq!(sts.len(), 1);
+    assert_eq!(vm.host.pending[&sts[0]].owner, Some(w_creds));
+    vm.answer(sts[0], Some(200), OK_XML.as_bytes());
+    for c in [w_creds, w_creds2] {
+        let (status, _, body) = reply_of(&vm, c);
+        assert_eq!((status, body.as_str()), (200, CONTAINER_BODY));
+    }
+    let (status, _, body) = reply_of(&vm, w_token);
+    assert_eq!(status, 201);
+    assert!(body.contains("\"SessionToken\": \"7MSXtoken\""), "{body}");
+    // Stored credentials are handed out again in the asker's format.
+    let (c, _) = vm.request(&get(CREDS, Some(&t), &[]));
+    assert!(vm.sts_pending().is_empty());
+    assert_eq!(reply_of(&vm, c), reply_of(&vm, w_creds));
+    assert_eq!(vm.host.metric_value(Metric::CredentialsEnded("minted")), 1);
+    assert_eq!(
+        vm.host.metric_value(Metric::CredentialsEnded("coalesced")),
+        1
+    );
+    assert_eq!(vm.host.metric_value(Metric::CredentialsEnded("reused")), 1);
+    assert_eq!(vm.host.metric_value(Metric::Ended("coalesced")), 2);
+}

@@ -163,16 +163,16 @@ fn with_gateway<T>(
     f: impl FnOnce(&mut Gateway, &mut Envoy<'_>) -> T,
 ) -> Option<T> {
     let mut gateway = shared.gateway.try_borrow_mut().ok()?;
-    if let Ok(mut ended) = shared.ended.try_borrow_mut() {
-        for ctx in ended.drain(..) {
-            gateway.on_stream_end(ctx);
-        }
-    }
     let mut host = Envoy {
         current,
         root,
         metric_ids: &shared.metric_ids,
     };
+    if let Ok(mut ended) = shared.ended.try_borrow_mut() {
+        for ctx in ended.drain(..) {
+            gateway.on_stream_end(&mut host, ctx);
+        }
+    }
     Some(f(&mut gateway, &mut host))
 }
 
@@ -268,8 +268,8 @@ impl Context for Http {
 
     fn on_done(&mut self) -> bool {
         if self.tracked {
-            let done = with_gateway(&self.shared, self.id, self.root, |g, _| {
-                g.on_stream_end(self.id)
+            let done = with_gateway(&self.shared, self.id, self.root, |g, h| {
+                g.on_stream_end(h, self.id)
             });
             if done.is_none() {
                 if let Ok(mut ended) = self.shared.ended.try_borrow_mut() {

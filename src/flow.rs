@@ -5,7 +5,7 @@ use std::collections::{HashMap, HashSet};
 use std::hash::BuildHasher;
 use std::rc::Rc;
 
-use crate::authorize::authorize;
+use crate::authorize::{authorize, Scope};
 use crate::config::{Config, JwksSource};
 use crate::credentials;
 use crate::error::{Error, Reply};
@@ -17,7 +17,7 @@ use crate::route::Endpoint;
 use crate::session::session_name;
 use crate::sigv4::SigningKeyCache;
 use crate::sts_request::{self, AssumeRoleParams};
-use crate::sts_response::{self, StsError, MAX_BODY_BYTES};
+use crate::sts_response::{self, AssumedCredentials, StsError, MAX_BODY_BYTES};
 use crate::token_cache::{digest, TokenCache, TokenDigest};
 use crate::verify::{check_claims, verify, Policy, Source, Verified, VerifyError};
 
@@ -47,6 +47,8 @@ pub enum Step {
 #[derive(Debug)]
 pub struct StsCall {
     pub callout: Callout,
+    /// Who the credentials are for (issuer, subject, tenant scope), when reuse is on.
+    pub reuse_key: Option<TokenDigest>,
     /// Who asked, for the mint log line (never a secret).
     pub caller: String,
     pub session: String,
@@ -369,13 +371,13 @@ impl Worker {
                 return Ok(Step::AwaitKeys);
             }
         };
-        authorize(&verified.claims, &self.config.rules, ask.tenant.as_deref())?;
-        Ok(Step::CallSts(self.sts_call(
-            &verified,
+        let scope = authorize(
+            &verified.claims,
+            &self.config.rules,
+            &self.config.tenants,
             ask.tenant.as_deref(),
-            now,
-            unique,
-        )))
+        )?;
+        Ok(Step::CallSts(self.sts_call(&verified, scope, now, unique)))
     }
 
     fn verify_cached(&mut self, token: &str, now: u64) -> Result<Verified, VerifyError> {
@@ -394,13 +396,11 @@ impl Worker {
         Ok(verified)
     }
 
-    fn sts_call(
-        &mut self,
-        verified: &Verified,
-        tenant: Option<&str>,
-        now: u64,
-        unique: u64,
-    ) -> StsCall {
+    fn sts_call(&mut self, verified: &Verified, scope: Scope, now: u64, unique: u64) -> StsCall {
+        let tenant = match &scope {
+            Scope::Tenant(t) => Some(t.as_str()),
+            Scope::Full => None,
+        };
         self.seq = self.seq.wrapping_add(1);
         let claims = &verified.claims;
         let username = claims
@@ -410,8 +410,18 @@ impl Worker {
         let session = session_name(
             username,
             claims.subject.as_deref(),
+            tenant,
             unique ^ self.nonce ^ self.seq.rotate_left(40),
         );
+        let tenant_policy = tenant.map(|t| self.config.tenants.policy_for(t));
+        let reuse_key = self.config.reuse.map(|_| {
+            digest(&format!(
+                "{}\n{}\n{}",
+                claims.issuer.as_deref().unwrap_or_default(),
+                claims.subject.as_deref().unwrap_or_default(),
+                tenant.unwrap_or_default()
+            ))
+        });
         let rgw = &self.config.rgw;
         let params = AssumeRoleParams {
             authority: &rgw.authority,
@@ -421,10 +431,11 @@ impl Worker {
             role_arn: &rgw.role_arn,
             role_session_name: &session,
             duration_seconds: rgw.duration_seconds,
-            policy: rgw.policy.as_deref(),
+            policy: tenant_policy.as_deref().or(rgw.policy.as_deref()),
         };
         let request = sts_request::build(&params, &mut self.signing, rgw.secret_access_key(), now);
         StsCall {
+            reuse_key,
             callout: Callout {
                 cluster: rgw.cluster.clone(),
                 headers: request.headers,
@@ -451,6 +462,12 @@ impl Worker {
     /// RGW's answer (or its absence) → the answer of the endpoint the request came through:
     /// `PUT token`'s 201 or `GET credentials`'s 200. Errors are the same for both.
     pub fn sts_reply_for(&self, endpoint: Endpoint, answer: StsAnswer<'_>) -> Result<Reply, Error> {
+        self.sts_credentials(answer)
+            .and_then(|creds| self.credentials_reply_for(endpoint, &creds))
+    }
+
+    /// RGW's answer (or its absence) → the credentials, or why there are none.
+    pub fn sts_credentials(&self, answer: StsAnswer<'_>) -> Result<AssumedCredentials, Error> {
         let (status, body, body_size) = match answer {
             StsAnswer::DispatchFailed => return Err(Error::RgwUnavailable),
             StsAnswer::Reset => return Err(Error::RgwBadAnswer("connection reset")),
@@ -463,24 +480,38 @@ impl Worker {
         if body_size > MAX_BODY_BYTES {
             return Err(Error::RgwBadAnswer("answer too large"));
         }
-        let creds = match sts_response::parse(status, body) {
-            Ok(c) => c,
+        match sts_response::parse(status, body) {
+            Ok(c) => Ok(c),
             // Envoy itself answers 503 (no upstream) and 504 (timeout) without RGW's XML.
             Err(StsError::Rgw { status: 503, code }) if code == sts_response::UNKNOWN_CODE => {
-                return Err(Error::RgwUnavailable)
+                Err(Error::RgwUnavailable)
             }
             Err(StsError::Rgw { status: 504, code }) if code == sts_response::UNKNOWN_CODE => {
-                return Err(Error::RgwTimeout)
+                Err(Error::RgwTimeout)
             }
-            Err(StsError::Rgw { status, code }) => return Err(Error::Rgw { status, code }),
-            Err(StsError::Malformed(why)) => return Err(Error::RgwBadAnswer(why)),
-        };
+            Err(StsError::Rgw { status, code }) => Err(Error::Rgw { status, code }),
+            Err(StsError::Malformed(why)) => Err(Error::RgwBadAnswer(why)),
+        }
+    }
+
+    /// The token route's 201 for these credentials.
+    pub fn credentials_reply(&self, creds: &AssumedCredentials) -> Result<Reply, Error> {
+        self.credentials_reply_for(Endpoint::Token, creds)
+    }
+
+    /// The answer for these credentials of the endpoint the request came through: `PUT token`'s
+    /// 201 or `GET credentials`'s 200.
+    pub fn credentials_reply_for(
+        &self,
+        endpoint: Endpoint,
+        creds: &AssumedCredentials,
+    ) -> Result<Reply, Error> {
         let (status, body) = match endpoint {
             Endpoint::Token => (
                 201,
-                credentials::response_body(&creds, &self.config.rgw.endpoint_url),
+                credentials::response_body(creds, &self.config.rgw.endpoint_url),
             ),
-            Endpoint::Credentials => (200, credentials::container_body(&creds)),
+            Endpoint::Credentials => (200, credentials::container_body(creds)),
         };
         let body =
             body.map_err(|_| Error::RgwBadAnswer("Expiration is not an RFC 3339 UTC time"))?;

@@ -36,6 +36,7 @@ mod lifecycle_model;
 mod lifecycle_tests;
 pub mod metrics;
 pub mod parking;
+pub mod reuse;
 pub mod route;
 pub mod session;
 pub mod sigv4;

@@ -23,11 +23,13 @@ use crate::config::Config;
 use crate::error::{Error, Reply};
 use crate::extract::{bearer_token, container_token};
 use crate::flow::{Step, StsAnswer, StsCall, Wait, Worker};
-use crate::host::{CalloutToken, ContextId, DispatchError, Host};
+use crate::host::{Callout, CalloutToken, ContextId, DispatchError, Host};
 use crate::metrics::Metric;
 use crate::parking::{Ask, Limits, Parking};
+use crate::reuse::ReuseStore;
 use crate::route::{route, Endpoint, Route};
-use crate::sts_response::MAX_BODY_BYTES;
+use crate::sts_response::{AssumedCredentials, MAX_BODY_BYTES};
+use crate::token_cache::TokenDigest;
 use crate::vm_memory;
 
 /// At most this many parked requests are verified again in one call into the VM. Envoy sends
@@ -69,7 +71,22 @@ struct Call {
     request_id: String,
     endpoint: Endpoint,
     started_ms: u64,
+    dispatched_ms: u64,
     deadline_ms: u64,
+    /// Reuse on: who the credentials are for, the signed callout (sent again for a waiter if
+    /// this request's client leaves), and requests of the same caller waiting for this call.
+    reuse_key: Option<TokenDigest>,
+    callout: Option<Callout>,
+    waiters: Vec<Waiter>,
+}
+
+/// A request of the same caller that waits for another request's STS call (coalescing).
+struct Waiter {
+    ctx: ContextId,
+    request_id: String,
+    started_ms: u64,
+    /// Its answer's format: waiters of one call may have come through either endpoint.
+    endpoint: Endpoint,
 }
 
 /// A JWKS fetch in flight (always the root context's, so no client can cancel it).
@@ -84,7 +101,14 @@ pub struct Gateway {
     calls: HashMap<CalloutToken, Call>,
     call_of: HashMap<ContextId, CalloutToken>,
     fetches: HashMap<CalloutToken, Fetch>,
+    /// Opt-in reuse: stored credentials, and the call in flight per caller.
+    reuse: Option<ReuseStore>,
+    minting: HashMap<TokenDigest, CalloutToken>,
+    /// Calls whose client left while others waited for them: sent again on the next tick.
+    orphans: Vec<Call>,
     fast_tick: bool,
+    #[cfg(test)]
+    last_sts_body: String,
     /// Verification passes so far (the property tests bound them per call).
     verifications: u64,
 }
@@ -95,13 +119,21 @@ impl Gateway {
             max_requests: config.parking.max_requests,
             max_bytes: config.parking.max_bytes,
         };
+        let reuse = config
+            .reuse
+            .map(|r| ReuseStore::new(r.max_entries, r.min_remaining_seconds));
         Gateway {
             worker: Worker::new(config),
             parking: Parking::new(limits),
             calls: HashMap::new(),
             call_of: HashMap::new(),
             fetches: HashMap::new(),
+            reuse,
+            minting: HashMap::new(),
+            orphans: Vec::new(),
             fast_tick: false,
+            #[cfg(test)]
+            last_sts_body: String::new(),
             verifications: 0,
         }
     }
@@ -133,8 +165,28 @@ impl Gateway {
             cache_entries,
             cache_bytes,
             parking_consistent: self.parking.consistent(),
+            waiters: self
+                .calls
+                .values()
+                .chain(&self.orphans)
+                .map(|c| c.waiters.len())
+                .sum(),
+            max_waiters: self
+                .calls
+                .values()
+                .map(|c| c.waiters.len())
+                .max()
+                .unwrap_or(0),
+            minting: self.minting.len(),
+            orphans: self.orphans.len(),
+            reused_entries: self.reuse.as_ref().map_or(0, ReuseStore::len),
             verifications: self.verifications,
         }
+    }
+
+    #[cfg(test)]
+    pub fn last_sts_body_for_tests(&self) -> String {
+        self.last_sts_body.clone()
     }
 
     /// A request's headers (pseudo-headers included, names lower-case).
@@ -240,6 +292,44 @@ impl Gateway {
         started_ms: u64,
         now: u64,
     ) {
+        #[cfg(test)]
+        {
+            self.last_sts_body =
+                String::from_utf8_lossy(call.callout.body.as_deref().unwrap_or_default()).into();
+        }
+        if let (Some(store), Some(key)) = (self.reuse.as_mut(), call.reuse_key) {
+            if let Some(creds) = store.get(&key, now) {
+                self.answer_one(
+                    host,
+                    ctx,
+                    ask.endpoint,
+                    &call.caller,
+                    &call.session,
+                    call.tenant.as_deref(),
+                    &ask.request_id,
+                    started_ms,
+                    None,
+                    &Ok(creds),
+                    "reused",
+                );
+                return;
+            }
+            if let Some(waiting) = self.minting.get(&key).and_then(|t| self.calls.get_mut(t)) {
+                // Bounded: each waiter's reply is sent from one VM call (see RESUME_PER_CALL).
+                if waiting.waiters.len() < RESUME_PER_CALL {
+                    waiting.waiters.push(Waiter {
+                        ctx,
+                        request_id: ask.request_id.clone(),
+                        started_ms,
+                        endpoint: ask.endpoint,
+                    });
+                    if let Some(token) = self.minting.get(&key) {
+                        self.call_of.insert(ctx, *token);
+                    }
+                    return;
+                }
+            }
+        }
         let entry = Call {
             ctx,
             caller: call.caller,
@@ -248,23 +338,48 @@ impl Gateway {
             request_id: ask.request_id.clone(),
             endpoint: ask.endpoint,
             started_ms,
+            dispatched_ms: now,
             deadline_ms: now
                 .saturating_add(call.callout.timeout_ms)
                 .saturating_add(CALLOUT_SLACK_MS),
+            reuse_key: call.reuse_key,
+            callout: None,
+            waiters: Vec::new(),
         };
-        // Owned by the client's stream: if the client leaves, Envoy cancels it.
-        match host.dispatch(Some(ctx), &call.callout) {
+        self.dispatch_sts(host, entry, call.callout);
+    }
+
+    /// Sends `entry`'s STS callout, owned by its client's stream (if the client leaves, Envoy
+    /// cancels it).
+    fn dispatch_sts<H: Host>(&mut self, host: &mut H, mut entry: Call, callout: Callout) {
+        match host.dispatch(Some(entry.ctx), &callout) {
             Ok(token) => {
+                self.call_of.insert(entry.ctx, token);
+                for w in &entry.waiters {
+                    self.call_of.insert(w.ctx, token);
+                }
+                if let Some(key) = entry.reuse_key {
+                    self.minting.entry(key).or_insert(token);
+                    entry.callout = Some(callout);
+                }
                 self.calls.insert(token, entry);
-                self.call_of.insert(ctx, token);
             }
-            Err(DispatchError::StreamGone) => count(host, "client_gone", Some(entry.endpoint)),
+            Err(DispatchError::StreamGone) => {
+                count(host, "client_gone", Some(entry.endpoint));
+                // Its waiters, if any, try again on the next tick.
+                if !entry.waiters.is_empty() {
+                    entry.ctx = 0;
+                    entry.callout = Some(callout);
+                    self.orphans.push(entry);
+                    self.tick_fast(host, true);
+                }
+            }
             Err(DispatchError::Failed) => {
                 log::error!(
                     "sts-gateway: cannot dispatch to RGW cluster {:?}",
-                    call.callout.cluster
+                    callout.cluster
                 );
-                self.sts_done(host, entry, StsAnswer::DispatchFailed);
+                self.sts_done(host, None, entry, StsAnswer::DispatchFailed);
             }
         }
     }
@@ -289,6 +404,7 @@ impl Gateway {
             self.resume(host);
         } else if let Some(call) = self.calls.remove(&token) {
             self.call_of.remove(&call.ctx);
+            self.waiting_done(token, &call);
             let body = match status {
                 Some(_) => host.answer_body(body_size, MAX_BODY_BYTES),
                 None => None,
@@ -301,16 +417,70 @@ impl Gateway {
                     body_size,
                 },
             };
-            self.sts_done(host, call, answer);
+            self.sts_done(host, Some(token), call, answer);
+        }
+    }
+
+    /// `token`'s call ends: it no longer collects waiters.
+    fn waiting_done(&mut self, token: CalloutToken, call: &Call) {
+        if let Some(key) = call.reuse_key {
+            if self.minting.get(&key) == Some(&token) {
+                self.minting.remove(&key);
+            }
         }
     }
 
     /// The client's stream ended (reset, or done after our reply): forget its request.
-    pub fn on_stream_end(&mut self, ctx: ContextId) {
+    pub fn on_stream_end<H: Host>(&mut self, host: &mut H, ctx: ContextId) {
         self.parking.leave(ctx);
-        if let Some(token) = self.call_of.remove(&ctx) {
+        let Some(token) = self.call_of.remove(&ctx) else {
+            return;
+        };
+        let owner = self.calls.get(&token).map(|c| c.ctx);
+        if owner == Some(ctx) {
             // Envoy cancelled the callout with the stream: no answer will come.
-            self.calls.remove(&token);
+            if let Some(mut call) = self.calls.remove(&token) {
+                self.waiting_done(token, &call);
+                if !call.waiters.is_empty() && call.callout.is_some() {
+                    call.ctx = 0;
+                    self.orphans.push(call);
+                    self.tick_fast(host, true);
+                }
+            }
+        } else if let Some(call) = self.calls.get_mut(&token) {
+            call.waiters.retain(|w| w.ctx != ctx);
+        } else {
+            for call in &mut self.orphans {
+                call.waiters.retain(|w| w.ctx != ctx);
+            }
+        }
+    }
+
+    /// Calls whose client left while others waited: the first waiter still here takes it over.
+    fn adopt_orphans<H: Host>(&mut self, host: &mut H) {
+        for mut call in std::mem::take(&mut self.orphans) {
+            let Some(callout) = call.callout.take() else {
+                continue;
+            };
+            let mut waiters = std::mem::take(&mut call.waiters).into_iter();
+            // Each pass removes one waiter: ends after at most RESUME_PER_CALL passes.
+            for w in waiters.by_ref() {
+                if !self.call_of.contains_key(&w.ctx) {
+                    continue; // that client left too
+                }
+                self.call_of.remove(&w.ctx);
+                call.ctx = w.ctx;
+                call.request_id = w.request_id;
+                call.started_ms = w.started_ms;
+                call.endpoint = w.endpoint;
+                break;
+            }
+            if call.ctx == 0 {
+                continue;
+            }
+            call.waiters = waiters.collect();
+            call.dispatched_ms = host.now_ms();
+            self.dispatch_sts(host, call, callout);
         }
     }
 
@@ -347,6 +517,7 @@ impl Gateway {
             }
         }
         self.expire(host, now);
+        self.adopt_orphans(host);
         self.resume(host);
         host.metric(Metric::Parked(self.parking.len() as u64));
         if let Some(max) = vm_memory::report(host, self.worker.vm_id(), vm_memory_bytes, now) {
@@ -377,8 +548,13 @@ impl Gateway {
         for token in late {
             if let Some(call) = self.calls.remove(&token) {
                 self.call_of.remove(&call.ctx);
-                let reply = self.worker.reply(&Error::RgwTimeout);
-                end(host, call.ctx, &reply, Some(call.endpoint));
+                self.waiting_done(token, &call);
+                let timeout = StsAnswer::Answered {
+                    status: 504,
+                    body: b"",
+                    body_size: 0,
+                };
+                self.sts_done(host, Some(token), call, timeout);
             }
         }
     }
@@ -426,36 +602,107 @@ impl Gateway {
         }
     }
 
-    fn sts_done<H: Host>(&mut self, host: &mut H, call: Call, answer: StsAnswer<'_>) {
+    fn sts_done<H: Host>(
+        &mut self,
+        host: &mut H,
+        token: Option<CalloutToken>,
+        call: Call,
+        answer: StsAnswer<'_>,
+    ) {
         let rgw_status = match &answer {
             StsAnswer::Answered { status, .. } => Some(*status),
             _ => None,
         };
-        let latency_ms = host.now_ms().saturating_sub(call.started_ms);
         host.metric(Metric::RgwAnswer { status: rgw_status });
-        host.metric(Metric::RgwLatencyMs(latency_ms));
-        let outcome = self.worker.sts_reply_for(call.endpoint, answer);
-        let reply = match &outcome {
+        host.metric(Metric::RgwLatencyMs(
+            host.now_ms().saturating_sub(call.started_ms),
+        ));
+        let creds = self.worker.sts_credentials(answer);
+        if let (Ok(c), Some(store), Some(key)) = (&creds, self.reuse.as_mut(), call.reuse_key) {
+            let lifetime_ms = u64::from(self.worker.config.rgw.duration_seconds) * 1000;
+            store.put(
+                key,
+                c.clone(),
+                call.dispatched_ms.saturating_add(lifetime_ms),
+            );
+        }
+        let _ = token;
+        self.answer_one(
+            host,
+            call.ctx,
+            call.endpoint,
+            &call.caller,
+            &call.session,
+            call.tenant.as_deref(),
+            &call.request_id,
+            call.started_ms,
+            rgw_status,
+            &creds,
+            "minted",
+        );
+        for w in &call.waiters {
+            self.call_of.remove(&w.ctx);
+            self.answer_one(
+                host,
+                w.ctx,
+                w.endpoint,
+                &call.caller,
+                &call.session,
+                call.tenant.as_deref(),
+                &w.request_id,
+                w.started_ms,
+                rgw_status,
+                &creds,
+                "coalesced",
+            );
+        }
+    }
+
+    /// Replies to one request with `creds` in the format of the `endpoint` it came through (a
+    /// success counts as `success`) and logs its mint line.
+    #[allow(clippy::too_many_arguments)]
+    fn answer_one<H: Host>(
+        &self,
+        host: &mut H,
+        ctx: ContextId,
+        endpoint: Endpoint,
+        caller: &str,
+        session: &str,
+        tenant: Option<&str>,
+        request_id: &str,
+        started_ms: u64,
+        rgw_status: Option<u16>,
+        creds: &Result<AssumedCredentials, Error>,
+        success: &'static str,
+    ) {
+        let outcome = creds
+            .as_ref()
+            .map_err(Clone::clone)
+            .and_then(|c| self.worker.credentials_reply_for(endpoint, c));
+        let mut reply = match &outcome {
             Ok(r) => r.clone(),
             Err(e) => self.worker.reply(e),
         };
-        let delivered = end(host, call.ctx, &reply, Some(call.endpoint));
+        if outcome.is_ok() {
+            reply.reason = success;
+        }
+        let delivered = end(host, ctx, &reply, Some(endpoint));
         let reason = match (&outcome, delivered) {
             (_, false) => "client_gone",
-            (Ok(_), true) => "minted",
+            (Ok(_), true) => success,
             (Err(e), true) => e.reason(),
         };
         log::info!(
             "sts-gateway: mint caller={:?} session={} tenant={} status={} outcome={} rgw_status={} latency_ms={} request_id={:?} route={}",
-            call.caller,
-            call.session,
-            call.tenant.as_deref().unwrap_or("-"),
+            caller,
+            session,
+            tenant.unwrap_or("-"),
             reply.status,
             reason,
             rgw_status.map_or("-".to_string(), |s| s.to_string()),
-            latency_ms,
-            call.request_id,
-            call.endpoint.as_str()
+            host.now_ms().saturating_sub(started_ms),
+            request_id,
+            endpoint.as_str()
         );
     }
 }
@@ -472,6 +719,11 @@ pub struct Usage {
     pub cache_entries: usize,
     pub cache_bytes: usize,
     pub parking_consistent: bool,
+    pub waiters: usize,
+    pub max_waiters: usize,
+    pub minting: usize,
+    pub orphans: usize,
+    pub reused_entries: usize,
     pub verifications: u64,
 }
 

@@ -135,7 +135,25 @@ struct Expect {
     trouble: bool,
 }
 
+/// RGW's success answer with a distinct access key id per call.
+fn ok_xml(n: u64) -> String {
+    OK_XML.replace("nEffVHB6D9aV8oNWipJ", &format!("AKID{n:015}"))
+}
+
+fn access_key(body: &[u8]) -> Option<String> {
+    let v: serde_json::Value = serde_json::from_slice(body).ok()?;
+    // The token route's 201 nests them; the credentials endpoint's 200 does not.
+    let key = v["Credentials"]["AccessKeyId"]
+        .as_str()
+        .or(v["AccessKeyId"].as_str())?;
+    Some(key.to_string())
+}
+
 struct World {
+    reuse: bool,
+    minted: u64,
+    /// Access key ids RGW handed out (per VM: stores are per worker), with when.
+    issued: HashMap<String, (usize, u64)>,
     vms: [Vm; 2],
     rotated: bool,
     expect: HashMap<(usize, ContextId), Expect>,
@@ -144,13 +162,17 @@ struct World {
 }
 
 impl World {
-    fn new() -> World {
+    fn new(reuse: bool) -> World {
         let config = || {
-            config_with(json!({
+            let mut c = json!({
                 "token_cache_entries": CACHE_ENTRIES,
                 "token_cache_bytes": CACHE_BYTES,
                 "parking": {"max_requests": PARK_MAX, "max_bytes": PARK_BYTES},
-            }))
+            });
+            if reuse {
+                c["reuse"] = json!({"min_remaining_seconds": 3000, "max_entries": 2});
+            }
+            config_with(c)
         };
         let shared = Rc::new(MemoryStore::default());
         let mut a = Vm::new(config(), shared.clone(), NOW_MS);
@@ -160,6 +182,9 @@ impl World {
         let mut b = Vm::new(config(), shared, NOW_MS);
         b.tick(); // picks the keys up from shared data
         World {
+            reuse,
+            minted: 0,
+            issued: HashMap::new(),
             vms: [a, b],
             rotated: false,
             expect: HashMap::new(),
@@ -266,7 +291,7 @@ impl World {
                 if !pending.is_empty() {
                     let (v, t) = pending[pick % pending.len()];
                     match outcome {
-                        0 | 1 => self.vms[v].answer(t, Some(200), OK_XML.as_bytes()),
+                        0 | 1 => self.sts_ok(v, t),
                         2 => self.vms[v].answer(t, Some(503), b"no healthy upstream"),
                         _ => self.vms[v].answer(t, None, b""),
                     }
@@ -286,6 +311,14 @@ impl World {
         self.check_bounds(&before)
     }
 
+    fn sts_ok(&mut self, v: usize, t: u32) {
+        self.minted += 1;
+        let xml = ok_xml(self.minted);
+        self.issued
+            .insert(format!("AKID{:015}", self.minted), (v, self.now_ms));
+        self.vms[v].answer(t, Some(200), xml.as_bytes());
+    }
+
     fn check_bounds(&mut self, before: &[u64]) -> Result<(), TestCaseError> {
         for (i, vm) in self.vms.iter().enumerate() {
             let u = vm.g.usage();
@@ -299,7 +332,13 @@ impl World {
                 "{u:?}"
             );
             prop_assert!(u.absent_kids <= MAX_ABSENT_KIDS, "{u:?}");
-            prop_assert_eq!(u.calls, u.call_index);
+            prop_assert_eq!(u.calls + u.waiters, u.call_index);
+            prop_assert!(u.max_waiters <= RESUME_PER_CALL);
+            prop_assert!(u.minting <= u.calls, "{u:?}");
+            prop_assert!(u.reused_entries <= 2, "{u:?}");
+            if !self.reuse {
+                prop_assert_eq!((u.waiters, u.minting, u.reused_entries), (0, 0, 0));
+            }
             prop_assert!(u.calls <= vm.host.live.len(), "{u:?}");
             prop_assert!(u.fetches <= 3, "{u:?}");
             // Work per call: one verification for a new request, or a bounded resume batch.
@@ -376,6 +415,20 @@ impl World {
                     s,
                     String::from_utf8_lossy(&reply.body)
                 );
+                if s == 201 {
+                    // Every 201 carries credentials RGW issued, to this worker, and a reused
+                    // one only while enough lifetime remains (3600 s, 3000 s must remain).
+                    let key = access_key(&reply.body);
+                    let issued = key.as_ref().and_then(|k| self.issued.get(k));
+                    prop_assert!(issued.is_some(), "unknown credentials {key:?}");
+                    if let Some((vm, at)) = issued {
+                        prop_assert_eq!(*vm, v, "credentials crossed workers");
+                        prop_assert!(self.now_ms - at <= 600_000, "reused too late");
+                        if !self.reuse {
+                            prop_assert_eq!(reply.reason, "minted");
+                        }
+                    }
+                }
             }
         }
         Ok(())
@@ -395,7 +448,7 @@ impl World {
                     self.vms[v].answer(t, Some(200), &doc);
                 }
                 for t in self.vms[v].sts_pending() {
-                    self.vms[v].answer(t, Some(200), OK_XML.as_bytes());
+                    self.sts_ok(v, t);
                 }
                 self.vms[v].tick();
             }
@@ -413,6 +466,7 @@ impl World {
         for vm in &self.vms {
             let u = vm.g.usage();
             prop_assert_eq!((u.parked, u.calls, u.call_index), (0, 0, 0), "{:?}", u);
+            prop_assert_eq!((u.waiters, u.minting, u.orphans), (0, 0, 0), "{:?}", u);
         }
         Ok(())
     }
@@ -445,8 +499,8 @@ proptest! {
     #![proptest_config(ProptestConfig { cases: cases(48), max_shrink_iters: 2_000, ..ProptestConfig::default() })]
 
     #[test]
-    fn lifecycle_matches_model(ops in prop::collection::vec(op(), 1..160)) {
-        let mut w = World::new();
+    fn lifecycle_matches_model(ops in prop::collection::vec(op(), 1..160), reuse in any::<bool>()) {
+        let mut w = World::new(reuse);
         for op in &ops {
             w.apply(op)?;
         }
@@ -457,7 +511,7 @@ proptest! {
     /// other traffic, far past twice the cache's capacity.
     #[test]
     fn repeated_skew_expired_token(extra in prop::collection::vec(op(), 0..40), repeats in 9usize..64) {
-        let mut w = World::new();
+        let mut w = World::new(false);
         for (i, op) in extra.iter().enumerate() {
             w.apply(op)?;
             for _ in 0..repeats / 8 + (i % 2) {

@@ -100,7 +100,7 @@ impl Vm {
 
     fn settle(&mut self) {
         for ctx in std::mem::take(&mut self.host.ended) {
-            self.g.on_stream_end(ctx);
+            self.g.on_stream_end(&mut self.host, ctx);
         }
     }
 
@@ -136,7 +136,8 @@ impl Vm {
     pub fn leave(&mut self, ctx: ContextId) {
         if self.host.live.remove(&ctx) {
             self.host.pending.retain(|_, p| p.owner != Some(ctx));
-            self.g.on_stream_end(ctx);
+            self.host.enter(ctx);
+            self.g.on_stream_end(&mut self.host, ctx);
         }
     }
 
@@ -376,4 +377,133 @@ fn lost_callouts_expire() {
     vm.tick();
     assert_eq!(vm.status_of(c), Some(504));
     assert_eq!(vm.g.usage().calls, 0);
+}
+
+#[test]
+fn tenant_scope_reaches_rgw_as_session_policy() {
+    let mut vm = Vm::with_keys(config_with(json!({})));
+    let t = token("admin", &["admin"], "sig-1", 0, json!({}));
+    let (c, _) = vm.request(&headers(
+        "PUT",
+        "/apis/sts/token",
+        Some(&t),
+        &[("cray-tenant-name", "blue")],
+    ));
+    assert_eq!(vm.g.phase(c), Some(Phase::CallingSts));
+    let body = vm.g.last_sts_body_for_tests();
+    assert!(body.contains("RoleSessionName=admin%40blue-"), "{body}");
+    assert!(body.contains("&Policy=%7B%22Version%22"), "{body}");
+    assert!(body.contains("arn%3Aaws%3As3%3A%3A%3Ablue-%2A"), "{body}");
+    // Without the header: no policy, as before.
+    let (_, _) = vm.request(&put(&t));
+    assert!(!vm.g.last_sts_body_for_tests().contains("Policy="));
+    // A tenant admin of another tenant: 403, no RGW call.
+    let ta = token(
+        "ta",
+        &[],
+        "sig-1",
+        0,
+        json!({"realm_access": {"roles": ["tenant-admin"]}, "groups": ["red-tenant-admin"]}),
+    );
+    let before = vm.sts_pending().len();
+    let (c, _) = vm.request(&headers(
+        "PUT",
+        "/apis/sts/token",
+        Some(&ta),
+        &[("cray-tenant-name", "blue")],
+    ));
+    assert_eq!(vm.status_of(c), Some(403));
+    assert_eq!(vm.sts_pending().len(), before);
+}
+
+fn reuse_vm() -> Vm {
+    Vm::with_keys(config_with(
+        json!({"reuse": {"min_remaining_seconds": 600}}),
+    ))
+}
+
+#[test]
+fn reuse_hands_back_stored_credentials_while_enough_lifetime_remains() {
+    let mut vm = reuse_vm();
+    let t = token("admin", &["admin"], "sig-1", 0, json!({}));
+    let (c1, _) = vm.request(&put(&t));
+    let sts = vm.sts_pending();
+    vm.answer(sts[0], Some(200), OK_XML.as_bytes());
+    assert_eq!(vm.status_of(c1), Some(201));
+    // Same caller again: no RGW call, same credentials, counted as reused.
+    let (c2, _) = vm.request(&put(&t));
+    assert!(vm.sts_pending().is_empty());
+    assert_eq!(
+        vm.host.replies_to(c2)[0].body,
+        vm.host.replies_to(c1)[0].body
+    );
+    assert_eq!(vm.host.metric_value(Metric::Ended("reused")), 1);
+    // Another tenant scope is another caller.
+    let (_, _) = vm.request(&headers(
+        "PUT",
+        "/apis/sts/token",
+        Some(&t),
+        &[("cray-tenant-name", "blue")],
+    ));
+    assert_eq!(vm.sts_pending().len(), 1);
+    // Past 3600 - 600 s: minted anew.
+    vm.host.now_ms += 3_001_000;
+    let t2 = token("admin", &["admin"], "sig-1", 0, json!({"exp": NOW + 7200}));
+    let (_, _) = vm.request(&put(&t2));
+    assert_eq!(vm.sts_pending().len(), 2);
+    // Every request is still verified: a non-admin of the same subject is refused.
+    let u = token("user", &["user"], "sig-1", 0, json!({}));
+    let (c, _) = vm.request(&put(&u));
+    assert_eq!(vm.status_of(c), Some(403));
+}
+
+#[test]
+fn reuse_is_off_by_default() {
+    let mut vm = Vm::with_keys(config_with(json!({})));
+    let t = token("admin", &["admin"], "sig-1", 0, json!({}));
+    for _ in 0..3 {
+        let (_, _) = vm.request(&put(&t));
+    }
+    assert_eq!(vm.sts_pending().len(), 3);
+}
+
+#[test]
+fn concurrent_requests_of_one_caller_share_one_call_even_if_its_client_leaves() {
+    let mut vm = reuse_vm();
+    let t = token("admin", &["admin"], "sig-1", 0, json!({}));
+    let (owner, _) = vm.request(&put(&t));
+    let waiters: Vec<ContextId> = (0..5).map(|_| vm.request(&put(&t)).0).collect();
+    assert_eq!(vm.sts_pending().len(), 1, "one RGW call");
+    // The owner's client leaves: Envoy cancels its call; the next tick sends it for a waiter.
+    vm.leave(owner);
+    assert!(vm.sts_pending().is_empty());
+    vm.leave(waiters[0]);
+    vm.tick();
+    let sts = vm.sts_pending();
+    assert_eq!(sts.len(), 1);
+    assert_eq!(vm.host.pending[&sts[0]].owner, Some(waiters[1]));
+    vm.answer(sts[0], Some(200), OK_XML.as_bytes());
+    for w in &waiters[1..] {
+        assert_eq!(vm.status_of(*w), Some(201));
+    }
+    assert_eq!(vm.host.metric_value(Metric::Ended("coalesced")), 3);
+    let u = vm.g.usage();
+    assert_eq!(
+        (u.calls, u.call_index, u.waiters, u.minting, u.orphans),
+        (0, 0, 0, 0, 0)
+    );
+}
+
+#[test]
+fn a_failed_shared_call_fails_every_waiter_and_stores_nothing() {
+    let mut vm = reuse_vm();
+    let t = token("admin", &["admin"], "sig-1", 0, json!({}));
+    let ctxs: Vec<ContextId> = (0..3).map(|_| vm.request(&put(&t)).0).collect();
+    let sts = vm.sts_pending();
+    vm.answer(sts[0], Some(503), b"no healthy upstream");
+    for c in &ctxs {
+        assert_eq!(vm.status_of(*c), Some(503));
+    }
+    let (_, _) = vm.request(&put(&t));
+    assert_eq!(vm.sts_pending().len(), 1, "nothing was stored");
 }

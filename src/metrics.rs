@@ -14,7 +14,8 @@
 //!
 //! `/stats` shows them as `wasmcustom.<name>`; `/stats/prometheus` prints the custom `wasmcustom`
 //! namespace without it (`sts_gateway_*`), and `envoy/envoy.yaml`'s `stats_tags` turn the suffix
-//! into a `reason` / `class` / `result` label (`sts_gateway_credentials_requests{reason=..}`). Defining a metric is per VM; Envoy merges equal names.
+//! into a `reason` / `class` / `result` label (`sts_gateway_credentials_requests{reason=..}`).
+//! Defining a metric is per VM; Envoy merges equal names.
 
 /// Every label a reply can carry (`Reply::reason`), each its own counter.
 pub const REASONS: &[&str] = &[
@@ -33,6 +34,10 @@ pub const REASONS: &[&str] = &[
     "rgw_timeout",
     "rgw_bad_answer",
     "client_gone",
+    // 201s without an RGW call of their own (opt-in reuse): handed stored credentials, or
+    // waited for another request's call.
+    "reused",
+    "coalesced",
 ];
 
 /// The reasons a `GET credentials` request can end with (not the other endpoints' ones).
@@ -49,6 +54,9 @@ pub const CREDENTIALS_REASONS: &[&str] = &[
     "rgw_timeout",
     "rgw_bad_answer",
     "client_gone",
+    // 200s without an RGW call of their own (opt-in reuse), as in `REASONS`.
+    "reused",
+    "coalesced",
 ];
 
 const RGW_CLASSES: &[&str] = &["2xx", "4xx", "5xx", "none"];

@@ -206,7 +206,8 @@ mod tests {
         assert_eq!(r.header_refs().len(), 7);
     }
 
-    /// Recompute the signature the way a server does: from the headers as sent.
+    /// Consistency, not an oracle (that is `golden_request`): the signature is recomputed from
+    /// the headers as sent, the way a server does, and a wrong secret gives another one.
     #[test]
     fn signature_verifies_when_recomputed_from_sent_headers() {
         let mut keys = SigningKeyCache::new();
@@ -249,8 +250,9 @@ mod tests {
         );
     }
 
-    /// Fixed time, keys and inputs; the expected values were computed by an independent Python
-    /// (hashlib/hmac) implementation of SigV4.
+    /// Fixed time, keys and inputs; the expected values come from an independent signer,
+    /// botocore's SigV4Auth: `tests/sigv4/golden_sts_request.py` computes them, and `make unit`
+    /// checks that they are the ones here.
     #[test]
     fn golden_request() {
         let mut keys = SigningKeyCache::new();

@@ -12,6 +12,7 @@ at 1, 8 and 32 connections, 3 runs each; medians are reported. CPU per request c
 /proc/<pid>/stat of Envoy and radosgw. Writes target/bench/summary.json and prints a table.
 The bench brings up its own stack (test ports, state in target/bench-stack) and stops it after.
 """
+
 from __future__ import annotations
 
 import json
@@ -26,6 +27,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "tests" / "stack"))
 
+from helpers import rss_kb  # noqa: E402
 from stack import Config, Stack  # noqa: E402
 
 OUT = REPO / "target" / "bench"
@@ -54,10 +56,8 @@ def to_ms(text: str) -> float:
 
 def wrk(url: str, connections: int, env: dict[str, str]) -> dict:
     threads = min(connections, 2)
-    cmd = ["wrk", "-t", str(threads), "-c", str(connections), "-d", f"{DURATION}s", "--latency",
-           "-s", str(LUA), url]
-    out = subprocess.run(cmd, capture_output=True, text=True, timeout=DURATION + 60,
-                         env={**os.environ, **env}).stdout
+    cmd = ["wrk", "-t", str(threads), "-c", str(connections), "-d", f"{DURATION}s", "--latency", "-s", str(LUA), url]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=DURATION + 60, env={**os.environ, **env}).stdout
     with (OUT / "wrk.log").open("a") as log:
         log.write(f"$ {' '.join(cmd)}\n{out}\n")
     requests = int(re.search(r"(\d+) requests in", out).group(1))
@@ -79,9 +79,19 @@ def add_proxy_route(doc: dict) -> dict:
     for listener in doc["static_resources"]["listeners"]:
         hcm = listener["filter_chains"][0]["filters"][0]["typed_config"]
         routes = hcm["route_config"]["virtual_hosts"][0]["routes"]
-        routes.insert(0, {"match": {"prefix": "/plain/rgw/"}, "route": {"cluster": "rgw", "prefix_rewrite": "/"},
-                          "typed_per_filter_config": {"envoy.filters.http.wasm": {
-                              "@type": "type.googleapis.com/envoy.config.route.v3.FilterConfig", "disabled": True}}})
+        routes.insert(
+            0,
+            {
+                "match": {"prefix": "/plain/rgw/"},
+                "route": {"cluster": "rgw", "prefix_rewrite": "/"},
+                "typed_per_filter_config": {
+                    "envoy.filters.http.wasm": {
+                        "@type": "type.googleapis.com/envoy.config.route.v3.FilterConfig",
+                        "disabled": True,
+                    }
+                },
+            },
+        )
     return doc
 
 
@@ -93,11 +103,18 @@ def presigned_assume_role(st: Stack) -> Path:
     from botocore.credentials import Credentials
 
     keys = st.sts_keys
-    body = ("Action=AssumeRole&Version=2011-06-15&RoleArn=" + keys["role_arn"].replace(":", "%3A").replace("/", "%2F")
-            + "&RoleSessionName=bench&DurationSeconds=3600")
+    body = (
+        "Action=AssumeRole&Version=2011-06-15&RoleArn="
+        + keys["role_arn"].replace(":", "%3A").replace("/", "%2F")
+        + "&RoleSessionName=bench&DurationSeconds=3600"
+    )
     host = st.rgw_endpoint.split("//", 1)[1]
-    req = AWSRequest(method="POST", url=f"{st.rgw_endpoint}/", data=body,
-                     headers={"Content-Type": "application/x-www-form-urlencoded; charset=utf-8", "Host": host})
+    req = AWSRequest(
+        method="POST",
+        url=f"{st.rgw_endpoint}/",
+        data=body,
+        headers={"Content-Type": "application/x-www-form-urlencoded; charset=utf-8", "Host": host},
+    )
     SigV4Auth(Credentials(keys["access_key_id"], keys["secret_access_key"]), "sts", "us-east-1").add_auth(req)
     lines = [f"{k}: {v}" for k, v in req.headers.items()]
     path = OUT / "assume-role.req"
@@ -160,10 +177,17 @@ def run(st: Stack) -> int:
                 r["envoy_cpu_ms_per_req"] = (e1 - e0) / n
                 r["rgw_cpu_ms_per_req"] = (r1 - r0) / n
                 runs.append(r)
-            med = {k: statistics.median(x[k] for x in runs)
-                   for k in ("rps", "p50_ms", "p99_ms", "envoy_cpu_ms_per_req", "rgw_cpu_ms_per_req")}
-            row = {"scenario": name, "connections": connections, **{k: round(v, 4) for k, v in med.items()},
-                   "errors": sum(x["errors"] for x in runs), "requests": sum(x["requests"] for x in runs)}
+            med = {
+                k: statistics.median(x[k] for x in runs)
+                for k in ("rps", "p50_ms", "p99_ms", "envoy_cpu_ms_per_req", "rgw_cpu_ms_per_req")
+            }
+            row = {
+                "scenario": name,
+                "connections": connections,
+                **{k: round(v, 4) for k, v in med.items()},
+                "errors": sum(x["errors"] for x in runs),
+                "requests": sum(x["requests"] for x in runs),
+            }
             results.append(row)
             print(json.dumps(row), flush=True)
     summary = build_summary(st, results)
@@ -186,13 +210,22 @@ def build_summary(st: Stack, results: list[dict]) -> dict:
         return next(r["rps"] for r in results if r["scenario"] == s and r["connections"] == c)
 
     have = {r["scenario"] for r in results}
-    ratios = {f"{s}_over_a": {str(c): round(rps(s, c) / rps("a", c), 3) for c in CONNECTIONS}
-              for s in ("b", "c", "e_proxy") if {s, "a"} <= have}
+    ratios = {
+        f"{s}_over_a": {str(c): round(rps(s, c) / rps("a", c), 3) for c in CONNECTIONS}
+        for s in ("b", "c", "e_proxy")
+        if {s, "a"} <= have
+    }
     stats = st.envoy_stats() if hasattr(st, "envoy_stats") else {}
     vm_bytes = next((v for k, v in stats.items() if k.endswith("sts_gateway_vm_memory_bytes")), None)
     return {
-        "machine": {"cores": os.cpu_count(), "cpu": cpu_model(), "note": "load generator, Envoy and RGW share these cores"},
-        "duration_s": DURATION, "runs": results, "ratios": ratios,
+        "machine": {
+            "cores": os.cpu_count(),
+            "cpu": cpu_model(),
+            "note": "load generator, Envoy and RGW share these cores",
+        },
+        "duration_s": DURATION,
+        "runs": results,
+        "ratios": ratios,
         "wasm_bytes": (REPO / "target" / "sts_gateway.wasm").stat().st_size,
         "wasm_vm_memory_bytes_per_worker": vm_bytes,
         "envoy_rss_kb": rss_kb(st.envoy.pid()),
@@ -206,27 +239,25 @@ def cpu_model() -> str:
     return "unknown"
 
 
-def rss_kb(pid: int | None) -> int | None:
-    if not pid:
-        return None
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    return None
-
-
 def print_table(s: dict) -> None:
     print()
-    print(f"{'scenario':9} {'conns':>5} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'errors':>6} {'envoy ms/req':>12} {'rgw ms/req':>10}")
+    print(
+        f"{'scenario':9} {'conns':>5} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'errors':>6} "
+        f"{'envoy ms/req':>12} {'rgw ms/req':>10}"
+    )
     for r in s["runs"]:
-        print(f"{r['scenario']:9} {r['connections']:>5} {r['rps']:>9.0f} {r['p50_ms']:>8.3f} {r['p99_ms']:>8.3f} "
-              f"{r['errors']:>6} {r['envoy_cpu_ms_per_req']:>12.3f} {r['rgw_cpu_ms_per_req']:>10.3f}")
+        print(
+            f"{r['scenario']:9} {r['connections']:>5} {r['rps']:>9.0f} {r['p50_ms']:>8.3f} {r['p99_ms']:>8.3f} "
+            f"{r['errors']:>6} {r['envoy_cpu_ms_per_req']:>12.3f} {r['rgw_cpu_ms_per_req']:>10.3f}"
+        )
     print()
     for name, by_c in s["ratios"].items():
         print(f"{name}: " + ", ".join(f"{c} conns {v:.2f}" for c, v in by_c.items()))
     vm = s["wasm_vm_memory_bytes_per_worker"]
-    print(f".wasm {s['wasm_bytes']} bytes; Wasm VM linear memory per worker "
-          f"{'n/a' if vm is None else f'{vm / 1048576:.1f} MiB'}; Envoy RSS {s['envoy_rss_kb']} kB")
+    print(
+        f".wasm {s['wasm_bytes']} bytes; Wasm VM linear memory per worker "
+        f"{'n/a' if vm is None else f'{vm / 1048576:.1f} MiB'}; Envoy RSS {s['envoy_rss_kb']} kB"
+    )
     print(f"summary: {OUT / 'summary.json'}")
 
 

@@ -31,22 +31,25 @@ also when tests fail or pytest gets SIGTERM. It is a `tests/stack/stack.py` `Sta
     stack.s3_client(**creds), stack.sts_client()             boto3 clients on RGW
 
 The session removes REQUESTS_CA_BUNDLE / CURL_CA_BUNDLE from os.environ while it runs (they
-would override `verify=` set on a requests Session). After every test the autouse `_restore_stack` fixture restarts RGW and the issuer if a test stopped them and
+would override `verify=` set on a requests Session). After every test the autouse
+`_restore_stack` fixture restarts RGW and the issuer if a test stopped them and
 brings Envoy back to the default config if a test changed it.
 """
+
 from __future__ import annotations
 
 import os
 import signal
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO / "tests" / "stack"))
+sys.path.insert(0, str(REPO / "tests" / "stack"))  # stack.py, stacklib/, helpers.py
+sys.path.insert(0, str(REPO / "envoy"))  # generate.py
 
 import stack as stack_mod  # noqa: E402
 from stack import Config, Stack, StackError, install_gateway_resolver, tcp_blackhole  # noqa: E402,F401
@@ -85,8 +88,9 @@ def run_make(*args: str, check: bool = True, timeout: float = 600) -> subprocess
     env = dict(os.environ)
     env.pop("MAKEFLAGS", None)
     env.pop("MAKELEVEL", None)
-    r = subprocess.run(["make", "-s", *args, "STACK_ARGS=--test"], cwd=REPO, env=env,
-                       capture_output=True, text=True, timeout=timeout)
+    r = subprocess.run(
+        ["make", "-s", *args, "STACK_ARGS=--test"], cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout
+    )
     if check and r.returncode != 0:
         raise AssertionError(f"make {' '.join(args)} failed ({r.returncode}):\n{r.stdout}\n{r.stderr}")
     return r

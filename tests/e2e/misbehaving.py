@@ -18,6 +18,7 @@ Everything is bounded: the server binds 127.0.0.1 only, sleeps in small steps th
 the server stops, and closes every connection on `close()`. TCP_NODELAY on every accepted
 socket (without it a Wasm callout waits ~40 ms for the delayed ACK).
 """
+
 from __future__ import annotations
 
 import http.client
@@ -29,8 +30,16 @@ import urllib.parse
 from http.server import BaseHTTPRequestHandler
 from typing import Any
 
-HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "te", "trailer", "upgrade",
-              "proxy-connection", "content-length"}
+HOP_BY_HOP = {
+    "connection",
+    "keep-alive",
+    "transfer-encoding",
+    "te",
+    "trailer",
+    "upgrade",
+    "proxy-connection",
+    "content-length",
+}
 
 
 class _Server(socketserver.ThreadingMixIn, socketserver.TCPServer):
@@ -63,7 +72,7 @@ class _Handler(BaseHTTPRequestHandler):
         name, kw = owner.current()
         self._answer(owner, name, kw, body)
 
-    def _answer(self, owner: "Misbehaving", name: str, kw: dict, body: bytes) -> None:
+    def _answer(self, owner: Misbehaving, name: str, kw: dict, body: bytes) -> None:
         if name == "slow":
             owner._sleep(float(kw.get("delay", 2.0)))
             then = kw.get("then", ("proxy", {}))
@@ -104,14 +113,14 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(data)
 
-    def _proxy(self, owner: "Misbehaving", body: bytes) -> None:
+    def _proxy(self, owner: Misbehaving, body: bytes) -> None:
         if owner.upstream is None:
             return self._send(502, b"no upstream", "text/plain")
         u = urllib.parse.urlsplit(owner.upstream)
         conn = http.client.HTTPConnection(u.hostname, u.port, timeout=10)
         try:
             headers = {k: v for k, v in self.headers.items() if k.lower() not in HOP_BY_HOP}
-            path = (owner.upstream_path or self.path)
+            path = owner.upstream_path or self.path
             conn.request(self.command, path, body=body or None, headers=headers)
             r = conn.getresponse()
             data = r.read()
@@ -138,11 +147,10 @@ class Misbehaving:
         self._srv = _Server(("127.0.0.1", port), _Handler)
         self._srv.owner = self  # type: ignore[attr-defined]
         self.port = self._srv.server_address[1]
-        self._thread = threading.Thread(target=self._srv.serve_forever, kwargs={"poll_interval": 0.05},
-                                        daemon=True)
+        self._thread = threading.Thread(target=self._srv.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
         self._thread.start()
 
-    def behave(self, name: str, **kw: Any) -> "Misbehaving":
+    def behave(self, name: str, **kw: Any) -> Misbehaving:
         with self._lock:
             self._behavior = (name, kw)
         return self
@@ -171,7 +179,7 @@ class Misbehaving:
         self._srv.server_close()
         self._thread.join(timeout=5)
 
-    def __enter__(self) -> "Misbehaving":
+    def __enter__(self) -> Misbehaving:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -15,10 +15,10 @@ botocore checks this endpoint against certifi's bundle only, so the client Pytho
 its own whose certifi bundle got the CA appended with the doc's command (the project's venv is
 never touched); `test_https_trust_is_certifi_only` shows the other usual ways do not work.
 """
+
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 import subprocess
@@ -26,7 +26,7 @@ import sys
 import sysconfig
 import time
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -41,7 +41,7 @@ APPEND_CA = 'cat "$STS_CA_FILE" >> "$(python -c "import certifi; print(certifi.w
 
 # An S3 program that knows nothing of the gateway: commands as JSON lines on stdin, one JSON
 # answer line each. The access key id of the credentials in use is read without refreshing.
-CLIENT = r'''
+CLIENT = r"""
 import json, sys
 import boto3
 
@@ -73,7 +73,7 @@ for line in sys.stdin:
         out.update(error=type(e).__name__, message=str(e))
     out["op"] = op
     say(out)
-'''
+"""
 
 
 # ------------------------------------------------------------------ helpers
@@ -91,8 +91,11 @@ def creds_url(stack, query: str = "") -> str:
 
 
 def mint_lines(stack, route: str = "credentials") -> list[str]:
-    return [ln for ln in stack.envoy_log().splitlines()
-            if "sts-gateway: mint " in ln and ln.rstrip().endswith(f"route={route}")]
+    return [
+        ln
+        for ln in stack.envoy_log().splitlines()
+        if "sts-gateway: mint " in ln and ln.rstrip().endswith(f"route={route}")
+    ]
 
 
 def wait_mint_lines(stack, at_least: int, route: str = "credentials", timeout: float = 8.0) -> list[str]:
@@ -118,15 +121,22 @@ def client_venv(stack, tmp_path_factory) -> Path:
     venv = tmp_path_factory.mktemp("sdk") / "venv"
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=60)
     py = venv / "bin" / "python"
-    purelib = Path(subprocess.run([str(py), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-                                  check=True, capture_output=True, text=True).stdout.strip())
+    purelib = Path(
+        subprocess.run(
+            [str(py), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
+    )
     import certifi
 
     shutil.copytree(Path(certifi.__file__).parent, purelib / "certifi")
     (purelib / "project-venv.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
     env = {"PATH": f"{venv / 'bin'}:/usr/bin:/bin", "STS_CA_FILE": stack.ca_file}
-    where = subprocess.run(["python", "-c", "import certifi; print(certifi.where())"], env=env,
-                           check=True, capture_output=True, text=True).stdout.strip()
+    where = subprocess.run(
+        ["python", "-c", "import certifi; print(certifi.where())"], env=env, check=True, capture_output=True, text=True
+    ).stdout.strip()
     assert where.startswith(str(venv)), f"the client venv would change another bundle: {where}"
     subprocess.run(["sh", "-c", APPEND_CA], env=env, check=True, timeout=30)
     assert Path(stack.ca_file).read_text().strip() in Path(where).read_text()
@@ -164,8 +174,14 @@ class Client:
     """The boto3 client program in its own process, driven one command at a time."""
 
     def __init__(self, venv: Path, env: dict[str, str]):
-        self.p = subprocess.Popen([str(venv / "bin" / "python"), str(venv / "client.py")], env=env,
-                                  stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        self.p = subprocess.Popen(
+            [str(venv / "bin" / "python"), str(venv / "client.py")],
+            env=env,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         self.started = self._read()
 
     def _read(self) -> dict:
@@ -223,12 +239,14 @@ def test_container_credentials_format(stack):
         doc = r.json()
         assert list(doc) == ["AccessKeyId", "SecretAccessKey", "Token", "Expiration"]
         assert EXPIRATION_RE.match(doc["Expiration"]), doc["Expiration"]
-        left = datetime.strptime(doc["Expiration"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc) \
-            - datetime.now(timezone.utc)
+        left = datetime.strptime(doc["Expiration"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC) - datetime.now(UTC)
         assert timedelta(minutes=58) < left <= timedelta(hours=1), left
         # They are RGW credentials.
-        s3 = stack.s3_client(aws_access_key_id=doc["AccessKeyId"], aws_secret_access_key=doc["SecretAccessKey"],
-                             aws_session_token=doc["Token"])
+        s3 = stack.s3_client(
+            aws_access_key_id=doc["AccessKeyId"],
+            aws_secret_access_key=doc["SecretAccessKey"],
+            aws_session_token=doc["Token"],
+        )
         assert "Buckets" in s3.list_buckets()
     # The token route is unchanged beside it.
     r = stack.gateway_request("PUT", TOKEN_PATH, token=token)
@@ -257,8 +275,9 @@ def test_tenant_query_parameter(stack):
         time.sleep(0.05)
     assert len(lines) == 1 and " tenant=vcluster-blue " in lines[0], lines
     # The same in both places is fine; different is a 400 problem, and nothing is minted.
-    r = get_creds(stack, token, path=f"{CREDS_PATH}?tenant=vcluster-blue",
-                  headers={"Cray-Tenant-Name": "vcluster-blue"})
+    r = get_creds(
+        stack, token, path=f"{CREDS_PATH}?tenant=vcluster-blue", headers={"Cray-Tenant-Name": "vcluster-blue"}
+    )
     assert r.status_code == 200, r.text
     before = stack.envoy_stats().get(MINTED, 0)
     r = get_creds(stack, token, path=f"{CREDS_PATH}?tenant=vcluster-blue", headers={"Cray-Tenant-Name": "other"})
@@ -313,8 +332,11 @@ def test_metrics_tell_the_routes_apart(stack):
     assert re.search(r'^sts_gateway_requests\{reason="minted"\} [1-9]', prom, re.M)
     lines = wait_mint_lines(stack, 2)
     assert all(" status=200 outcome=minted " in ln for ln in lines[-2:]), lines
-    assert any(ln.rstrip().endswith("route=token") and " status=201 " in ln
-               for ln in stack.envoy_log().splitlines() if "sts-gateway: mint " in ln)
+    assert any(
+        ln.rstrip().endswith("route=token") and " status=201 " in ln
+        for ln in stack.envoy_log().splitlines()
+        if "sts-gateway: mint " in ln
+    )
     log = stack.envoy_log()
     assert token not in log and token.split(".")[2] not in log
 
@@ -341,8 +363,7 @@ def test_boto3_refreshes_by_itself_and_follows_a_rotated_token(stack, client_ven
     user's token, the later fetches carry that token."""
     with stack.envoy_variant(plugin_overrides={"rgw": {"duration_seconds": 900}}):
         r = get_creds(stack, stack.token("admin"))
-        left = datetime.strptime(r.json()["Expiration"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc) \
-            - datetime.now(timezone.utc)
+        left = datetime.strptime(r.json()["Expiration"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC) - datetime.now(UTC)
         assert left <= timedelta(seconds=900), left
         fetched0 = stack.envoy_stats().get(MINTED, 0)
         token_file = tmp_path / "sts-token"
@@ -372,9 +393,11 @@ def test_boto3_refreshes_by_itself_and_follows_a_rotated_token(stack, client_ven
             lines = wait_mint_lines(stack, fetched2 - fetched0 + 1)
             after = [caller_of(ln) for ln in lines[mark:]]
             assert len(after) >= 6 and set(after) == {"testuser"}, after
-            print(f"\nrefresh: {refreshes} refreshes for {len(first)} S3 calls before the rotation, "
-                  f"{fetched2 - fetched1} fetches (all as testuser) for 6 calls after it; "
-                  f"{fetched2 - fetched0} fetches in all")
+            print(
+                f"\nrefresh: {refreshes} refreshes for {len(first)} S3 calls before the rotation, "
+                f"{fetched2 - fetched1} fetches (all as testuser) for 6 calls after it; "
+                f"{fetched2 - fetched0} fetches in all"
+            )
         finally:
             client.close()
 
@@ -404,8 +427,11 @@ def test_aws_cli_with_environment_only(stack, client_venv, tmp_path):
 def test_sdk_surfaces_denials_promptly(stack, client_venv, tmp_path):
     """Bad, expired and non-admin tokens: the SDK raises with the gateway's status (after
     botocore's 3 attempts, 1 s apart) instead of hanging or falling back to other credentials."""
-    cases = {"bad": ("not.a.jwt", 401), "expired": (stack.control_token("admin", expires_in=-3600), 401),
-             "non-admin": (stack.token("user"), 403)}
+    cases = {
+        "bad": ("not.a.jwt", 401),
+        "expired": (stack.control_token("admin", expires_in=-3600), 401),
+        "non-admin": (stack.token("user"), 403),
+    }
     for name, (token, status) in cases.items():
         token_file = tmp_path / f"token-{name}"
         write_token(token_file, token)
@@ -439,12 +465,21 @@ def test_https_trust_is_certifi_only(stack, client_venv, tmp_path):
     project_venv = Path(sys.executable).parent.parent
     project_venv_env = sdk_env(stack, client_venv, token_file)
     project_venv_env["PATH"] = f"{project_venv / 'bin'}:/usr/bin:/bin"
-    variants = {name: {**project_venv_env, name: stack.ca_file}
-                for name in ("AWS_CA_BUNDLE", "SSL_CERT_FILE", "REQUESTS_CA_BUNDLE")}
-    procs = {name: subprocess.Popen([sys.executable, str(client_venv / "client.py")], env=env,
-                                    stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                    text=True)
-             for name, env in variants.items()}
+    variants = {
+        name: {**project_venv_env, name: stack.ca_file}
+        for name in ("AWS_CA_BUNDLE", "SSL_CERT_FILE", "REQUESTS_CA_BUNDLE")
+    }
+    procs = {
+        name: subprocess.Popen(
+            [sys.executable, str(client_venv / "client.py")],
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for name, env in variants.items()
+    }
     for name, p in procs.items():
         out, _ = p.communicate(timeout=60)
         started = json.loads(out.splitlines()[0])
@@ -456,7 +491,6 @@ def test_https_trust_is_certifi_only(stack, client_venv, tmp_path):
     assert "error" not in ok.started, ok.started
 
 
-
 def test_doc_recipe(stack, client_venv, tmp_path):
     """docs/sdk-credentials.md's local-stack recipe, pasted into bash as it is, with only the
     test stack's ports, CA and `STACK_ARGS=--test` put in (and a bucket name of its own)."""
@@ -465,18 +499,26 @@ def test_doc_recipe(stack, client_venv, tmp_path):
     block = section.split("```sh\n", 1)[1].split("```", 1)[0]
     bucket = bucket_name()
     ports = stack.cfg.ports
-    script = (block.replace("make -s token", "make -s token STACK_ARGS=--test")
-              .replace("127.0.0.1:8443", f"127.0.0.1:{ports['https']}")
-              .replace("127.0.0.1:7480", f"127.0.0.1:{ports['rgw']}")
-              .replace("target/stack/tls/ca.crt", stack.ca_file)
-              .replace("demo-bucket", bucket))
+    script = (
+        block.replace("make -s token", "make -s token STACK_ARGS=--test")
+        .replace("127.0.0.1:8443", f"127.0.0.1:{ports['https']}")
+        .replace("127.0.0.1:7480", f"127.0.0.1:{ports['rgw']}")
+        .replace("target/stack/tls/ca.crt", stack.ca_file)
+        .replace("demo-bucket", bucket)
+    )
     assert script.count(str(ports["https"])) == 1 and stack.ca_file in script and bucket in script, script
     home = tmp_path / "home"
     home.mkdir()
     env = {"PATH": f"{client_venv / 'bin'}:/usr/bin:/bin", "HOME": str(home)}
     before = stack.envoy_stats().get(MINTED, 0)
-    r = subprocess.run(["bash", "-euo", "pipefail", "-c", script], env=env, cwd=Path(__file__).resolve().parents[2],
-                       capture_output=True, text=True, timeout=180)
+    r = subprocess.run(
+        ["bash", "-euo", "pipefail", "-c", script],
+        env=env,
+        cwd=Path(__file__).resolve().parents[2],
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
     assert r.returncode == 0, f"{script}\n{r.stdout}\n{r.stderr}"
     assert bucket in r.stdout
     token = (home / ".sts-token").read_text()

@@ -1,25 +1,21 @@
 """The STS filter end to end: real Envoy 1.40 (V8) running target/sts_gateway.wasm, real Ceph RGW
 16.2 STS, tokens from the independent OIDC issuer (oauth2-mock-server) through the gateway."""
+
 from __future__ import annotations
 
 import json
 import re
-import subprocess
 import time
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import boto3
 import pytest
-import requests
 from botocore.config import Config as BotoConfig
 
-TOKEN_PATH = "/apis/sts/token"
+from helpers import TOKEN_PATH, curl, mint, python_client_example
+
 EXPIRATION_RE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}\+00:00$")
-
-
-def mint(stack, token, **kwargs):
-    return stack.gateway_request("PUT", TOKEN_PATH, token=token, **kwargs)
 
 
 def assert_credentials(stack, r):
@@ -35,15 +31,21 @@ def assert_credentials(stack, r):
     assert creds["EndpointURL"] == stack.rgw_endpoint
     assert EXPIRATION_RE.match(creds["Expiration"]), creds["Expiration"]
     expires = datetime.fromisoformat(creds["Expiration"])
-    left = expires - datetime.now(timezone.utc)
+    left = expires - datetime.now(UTC)
     assert timedelta(minutes=59) < left <= timedelta(hours=1, seconds=5), left
     assert len(creds["AccessKeyId"]) >= 16 and len(creds["SecretAccessKey"]) >= 32
     assert len(creds["SessionToken"]) > 100
     return creds
 
 
+def jwt_claims(token: str) -> dict:
+    import jwt
+
+    return jwt.decode(token, options={"verify_signature": False})
+
+
 def use_with_boto3(creds):
-    """Exactly the seed's creds_kwargs, as the cray CLI does (region_name '')."""
+    """Exactly the Python client's creds_kwargs, as the cray CLI does (region_name '')."""
     creds_kwargs = {
         "aws_access_key_id": creds["AccessKeyId"],
         "aws_secret_access_key": creds["SecretAccessKey"],
@@ -81,39 +83,21 @@ def test_forwarded_access_token_header(stack):
     assert_credentials(stack, r)
 
 
-def test_seed_curl(stack):
+def test_curl_example(stack):
     token = stack.token("admin")
-    port = stack.cfg.ports["https"]
-    out = subprocess.run(
-        ["curl", "-sS", "-X", "PUT", "-H", f"Authorization: Bearer {token}",
-         "--cacert", stack.ca_file, "--resolve", f"api-gw-service-nmn.local:{port}:127.0.0.1",
-         "-w", "\n%{http_code}", f"https://api-gw-service-nmn.local:{port}{TOKEN_PATH}"],
-        capture_output=True, text=True, timeout=30, check=True).stdout
-    body, code = out.rsplit("\n", 1)
-    assert code == "201", out
+    code, body = curl(stack, "-X", "PUT", "-H", f"Authorization: Bearer {token}", f"{stack.gateway_url}{TOKEN_PATH}")
+    assert code == 201, body
     creds = json.loads(body)["Credentials"]
     assert list(creds) == ["AccessKeyId", "EndpointURL", "Expiration", "SecretAccessKey", "SessionToken"]
 
 
-def test_seed_python_example(stack):
-    """The seed's s3creds.py, with its URLs pointed at the local gateway."""
-    import oauthlib.oauth2
-    import requests_oauthlib
-
-    base = stack.gateway_url
-    token_url = f"{base}/keycloak/realms/shasta/protocol/openid-connect/token"
-    sts_url = f"{base}/apis/sts/token"
-    oauth_client = oauthlib.oauth2.LegacyApplicationClient(client_id="shasta")
-    session = requests_oauthlib.OAuth2Session(
-        client=oauth_client, token_updater=lambda t: None,
-        auto_refresh_url=token_url, auto_refresh_kwargs={"client_id": "shasta"})
-    session.verify = stack.ca_file
-    session.fetch_token(token_url=token_url, client_id="shasta", username="testuser", password="secret")
-    sts_response = session.put(sts_url)
-    sts_response.raise_for_status()
-    assert sts_response.status_code == 201
-    creds = sts_response.json()["Credentials"]
-    use_with_boto3(creds)
+def test_python_client_example(stack):
+    """The Python client (requests_oauthlib password grant, then PUT) pointed at the gateway:
+    201 and credentials that work."""
+    token, sts_response = python_client_example(stack, username="testuser", password="secret")
+    assert sts_response.status_code == 201, sts_response.text
+    assert jwt_claims(token["access_token"])["preferred_username"] == "testuser"
+    use_with_boto3(sts_response.json()["Credentials"])
 
 
 def test_user_without_admin_role_is_forbidden(stack):
@@ -207,8 +191,13 @@ def test_no_secret_in_envoy_log_or_error_bodies(stack):
     time.sleep(0.5)
     log = stack.envoy_log()
     assert "sts-gateway: mint" in log, "the per-mint log line is missing"
-    for secret in (token, token.split(".")[2], stack.sts_keys["secret_access_key"],
-                   creds["SecretAccessKey"], creds["SessionToken"]):
+    for secret in (
+        token,
+        token.split(".")[2],
+        stack.sts_keys["secret_access_key"],
+        creds["SecretAccessKey"],
+        creds["SessionToken"],
+    ):
         assert secret not in log
     assert "panicked" not in log
 
@@ -217,8 +206,10 @@ def test_session_name_names_the_caller(stack):
     """RGW's logs and the filter's log line say who holds which credentials."""
     mint(stack, stack.token("testuser"))
     time.sleep(0.3)
-    lines = [l for l in stack.envoy_log().splitlines() if "sts-gateway: mint" in l]
-    assert any('caller="testuser"' in l and "session=testuser-" in l and "status=201" in l for l in lines), lines[-5:]
+    lines = [ln for ln in stack.envoy_log().splitlines() if "sts-gateway: mint" in ln]
+    assert any('caller="testuser"' in ln and "session=testuser-" in ln and "status=201" in ln for ln in lines), lines[
+        -5:
+    ]
 
 
 class DelayProxy:
@@ -279,8 +270,7 @@ def test_key_rotation_concurrent_requests_wait_for_one_refetch(stack):
         return plugin
 
     try:
-        stack.restart_envoy(plugin_overrides=slow_refetch,
-                            extra_clusters=[stack.cluster("slow_keycloak", proxy.port)])
+        stack.restart_envoy(plugin_overrides=slow_refetch, extra_clusters=[stack.cluster("slow_keycloak", proxy.port)])
         time.sleep(1.2)  # past min_refetch_seconds since the start-up fetch
         fetched = stack.envoy_stats().get("wasmcustom.sts_gateway_jwks_fetches_ok", 0)
         new_kid = stack.rotate_keys(keep_old=True)

@@ -19,18 +19,17 @@ import base64
 import json
 import resource
 import secrets
+import socket
+import struct
 import time
+from pathlib import Path
 
 import pytest
 
-TOKEN_PATH = "/apis/sts/token"
+from helpers import TOKEN_PATH, VM_FAILURE_MARKERS, vm_counters
+
+# The bound docs/architecture.md states for the largest VM's linear memory.
 VM_MEMORY_BOUND = 64 * 1024 * 1024
-VM_FAILURE_MARKERS = ("panicked", "Maximum call stack", "Wasm VM failed", "Plugin configured to fail closed")
-
-
-def vm_counters(stack) -> dict[str, int]:
-    stats = stack.envoy_stats(prefix="")
-    return {k: v for k, v in stats.items() if "vm_reload" in k or k.endswith("v8.created")}
 
 
 async def _raw(port: int, request: bytes, timeout: float) -> int:
@@ -82,7 +81,7 @@ def assert_healthy(stack, before: dict[str, int], log_from: int) -> None:
     healthz_on_every_worker(stack)
     assert vm_counters(stack) == before, "a VM was reloaded or re-created"
     log = stack.envoy_log()[log_from:]
-    for marker in VM_FAILURE_MARKERS:
+    for marker in (*VM_FAILURE_MARKERS, "Maximum call stack"):
         assert marker not in log, marker
     # Positive control: the gauge is there and reports a real VM.
     gauge = stack.envoy_stats().get("wasmcustom.sts_gateway_vm_memory_bytes", 0)
@@ -98,8 +97,10 @@ def test_skew_expired_token_repeated_does_not_hang_a_worker(stack):
 
         s = requests.Session()
         url = stack.cfg.gateway_http_url + TOKEN_PATH
-        statuses = [s.put(url, headers={"Authorization": f"Bearer {token}"}, timeout=5).status_code
-                    for _ in range(4 * entries + 10)]
+        statuses = [
+            s.put(url, headers={"Authorization": f"Bearer {token}"}, timeout=5).status_code
+            for _ in range(4 * entries + 10)
+        ]
         assert set(statuses) == {403}, statuses[:5]
         assert_healthy(stack, before, log_from)
 
@@ -110,8 +111,10 @@ def test_flood_of_forged_kids_with_large_headers_ends_in_401s_without_a_crash(st
     valid = stack.control_token(username="admin")
     before, log_from = vm_counters(stack), len(stack.envoy_log())
     pad = "a" * 16_000
-    requests_ = [http_request("PUT", TOKEN_PATH, {"Authorization": f"Bearer {forged_kid_token(valid)}", "X-Pad": pad})
-                 for _ in range(4096)]
+    requests_ = [
+        http_request("PUT", TOKEN_PATH, {"Authorization": f"Bearer {forged_kid_token(valid)}", "X-Pad": pad})
+        for _ in range(4096)
+    ]
     started = time.monotonic()
     statuses = concurrent(stack.cfg.ports["http"], requests_, timeout=60.0)
     took = time.monotonic() - started
@@ -119,8 +122,10 @@ def test_flood_of_forged_kids_with_large_headers_ends_in_401s_without_a_crash(st
     assert counts == {401: 4096}, counts
     assert_healthy(stack, before, log_from)
     # The forged kids are refused from memory now: another burst costs no waiting.
-    print(f"4096 forged-kid requests: {took:.1f} s; vm memory gauge "
-          f"{stack.envoy_stats().get('wasmcustom.sts_gateway_vm_memory_bytes')}")
+    print(
+        f"4096 forged-kid requests: {took:.1f} s; vm memory gauge "
+        f"{stack.envoy_stats().get('wasmcustom.sts_gateway_vm_memory_bytes')}"
+    )
 
 
 def test_id_token_is_refused_and_access_token_still_mints(stack):
@@ -156,3 +161,94 @@ def test_unsafe_configs_are_refused_with_the_field_named(stack, patch, field):
         stack.restart_envoy(plugin_overrides=patch, timeout=15)
     log = str(refused.value) + stack.envoy_log()
     assert f"invalid plugin configuration: {field}:" in log, log[-3000:]
+
+
+def _send_and_reset(port: int, request: bytes) -> None:
+    """Sends a request, then resets the connection (SO_LINGER 0) before any answer."""
+    s = socket.create_connection(("127.0.0.1", port), timeout=5)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    s.sendall(request)
+    time.sleep(0.05)  # the filter has the request (and parked it) by now
+    s.close()
+
+
+def test_key_refetch_survives_clients_that_reset(stack):
+    """A JWKS refetch is the root context's: clients that send a fresh kid and reset at once
+    cannot cancel it (nor strand its lease), so a genuine rotation is picked up promptly."""
+    from conftest import Stack
+    from misbehaving import Misbehaving
+
+    with Misbehaving(upstream=stack.cfg.issuer_direct_url) as srv:
+
+        def edit(plugin):
+            plugin["issuers"][0]["jwks"].update(
+                {"cluster": "slow_jwks", "path": "/jwks", "min_refetch_seconds": 1, "timeout_ms": 3000}
+            )
+            return plugin
+
+        stack.restart_envoy(plugin_overrides=edit, extra_clusters=[Stack.cluster("slow_jwks", srv.port)])
+        time.sleep(1.2)  # the refetch budget (1 s) has renewed
+        stack.rotate_keys(keep_old=True)
+        rotated = stack.control_token(username="admin")  # signed with the new key
+        srv.behave("slow", delay=0.6)  # the refetch is still in flight when the clients reset
+        before = stack.envoy_stats()
+        port = stack.cfg.ports["http"]
+        for _ in range(10):
+            _send_and_reset(port, http_request("PUT", TOKEN_PATH, {"Authorization": f"Bearer {rotated}"}))
+        import requests
+
+        t0 = time.monotonic()
+        r = requests.put(
+            stack.cfg.gateway_http_url + TOKEN_PATH, headers={"Authorization": f"Bearer {rotated}"}, timeout=15
+        )
+        took = time.monotonic() - t0
+        after = stack.envoy_stats()
+        assert r.status_code == 201, r.text
+        # Within the slow fetch's own time, not the 4 s lease a cancelled fetch would hold.
+        assert took < 2.0, took
+        ok = "wasmcustom.sts_gateway_jwks_fetches_ok"
+        assert after.get(ok, 0) - before.get(ok, 0) >= 1
+
+
+def test_a_vm_that_really_crashes_fails_closed_and_is_reloaded(stack):
+    """The test-only build (`--features crash-route`, never released) panics on
+    /apis/sts/__crash: the request that killed the VM is refused, never passed on, and the VM is
+    reloaded (failure_policy FAIL_RELOAD) so the next request mints."""
+    from stacklib.envoy import generator
+
+    crash = Path(__file__).resolve().parents[2] / "target" / "sts_gateway-crash.wasm"
+    assert crash.exists(), "make e2e builds it (make build-crash)"
+
+    def use_crash_build(doc):
+        for f in generator().wasm_filters(doc):
+            f["typed_config"]["config"]["vm_config"]["code"]["local"]["filename"] = str(crash)
+        return doc
+
+    import requests
+
+    url = stack.cfg.gateway_http_url
+    with stack.envoy_variant(envoy_patch=use_crash_build):
+        token = stack.control_token(username="admin")
+        # Control: the crash build mints like the release build.
+        assert (
+            requests.put(url + TOKEN_PATH, headers={"Authorization": f"Bearer {token}"}, timeout=10).status_code == 201
+        )
+        before, log_from = vm_counters(stack), len(stack.envoy_log())
+        r = requests.get(url + "/apis/sts/__crash", timeout=10)
+        # Fail closed: Envoy's own 503 for a failed plugin, not the route's 404 behind the filter.
+        assert r.status_code == 503, (r.status_code, r.text)
+        assert "panicked" in stack.envoy_log()[log_from:]
+        # Fresh connections reach both workers; the crashed one reloads its VM on its next request.
+        deadline = time.monotonic() + 15
+        statuses: list[int] = []
+        while time.monotonic() < deadline:
+            statuses = [
+                requests.put(url + TOKEN_PATH, headers={"Authorization": f"Bearer {token}"}, timeout=10).status_code
+                for _ in range(8)
+            ]
+            if vm_counters(stack) != before and statuses == [201] * 8:
+                break
+            time.sleep(0.2)
+        after = vm_counters(stack)
+        assert after != before, (before, after)
+        assert statuses == [201] * 8, statuses

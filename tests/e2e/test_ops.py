@@ -1,4 +1,4 @@
-"""Deployment and operations (issue 6), end to end on the real Envoy 1.40 + Ceph RGW + issuer:
+"""Deployment and operations, end to end on the real Envoy 1.40 + Ceph RGW + issuer:
 
 - the files generated from envoy/sts-gateway.yaml are up to date (rerun the generator, diff);
 - the wasm filter config of the generated Istio EnvoyFilter (module fetched over http with its
@@ -10,6 +10,7 @@
 - the filter's metrics move when they should, Envoy tags them for Prometheus, and the per-mint
   log line carries caller, session, tenant, outcome, latency and request id, never a secret.
 """
+
 from __future__ import annotations
 
 import copy
@@ -33,8 +34,10 @@ REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "envoy"))
 
 import generate  # noqa: E402  (envoy/generate.py)
+from generate import replace_wasm_filter, wasm_filters  # noqa: E402
+from helpers import TOKEN_PATH, mint  # noqa: E402
+from stacklib.config import DEV_SECRET_KEY  # noqa: E402
 
-TOKEN_PATH = "/apis/sts/token"
 WASM = "envoy.filters.http.wasm"
 ISTIO_RGW = "outbound|8080||rgw.ceph.svc.cluster.local"
 ISTIO_KEYCLOAK = "outbound|8080||keycloak.services.svc.cluster.local"
@@ -44,22 +47,19 @@ ISTIO_ARTIFACTS = "outbound|8080||artifacts.services.svc.cluster.local"
 # ------------------------------------------------------------------ helpers
 
 
-def wasm_filters(doc: dict) -> list[dict]:
-    """The wasm HTTP filter entries of every listener of an Envoy config dict."""
-    out = []
-    for lst in doc["static_resources"]["listeners"]:
-        for chain in lst["filter_chains"]:
-            for f in chain["filters"][0]["typed_config"]["http_filters"]:
-                if f["name"] == WASM:
-                    out.append(f)
-    return out
+def leaves(doc, path: str = "") -> dict:
+    """{dotted path: value} of every scalar and list in a mapping (lists are values)."""
+    if isinstance(doc, dict):
+        out: dict = {}
+        for k, v in doc.items():
+            out.update(leaves(v, f"{path}.{k}" if path else k))
+        return out
+    return {path: doc}
 
 
-def replace_wasm_filter(doc: dict, entry: dict) -> dict:
-    for f in wasm_filters(doc):
-        f.clear()
-        f.update(copy.deepcopy(entry))
-    return doc
+def expected_leaves(src: dict, target: str) -> dict:
+    """What the source says a target's plugin configuration holds (target values win)."""
+    return {**leaves(src["plugin"]), **leaves(src["targets"][target]["plugin"])}
 
 
 def envoy_pid(stack) -> int:
@@ -85,10 +85,6 @@ def prom_value(text: str, name: str, labels: str = "") -> float:
     pat = re.compile(r"^" + re.escape(name) + r"\{" + re.escape(labels) + r"\} (\S+)$", re.M)
     m = pat.search(text)
     return float(m.group(1)) if m else 0.0
-
-
-def mint(stack, token, **kw):
-    return stack.gateway_request("PUT", TOKEN_PATH, token=token, **kw)
 
 
 @pytest.fixture()
@@ -123,8 +119,12 @@ def wasm_server(stack):
 
 
 def test_generated_files_are_up_to_date(tmp_path):
-    r = subprocess.run([sys.executable, str(REPO / "envoy" / "generate.py"), "--out", str(tmp_path)],
-                       capture_output=True, text=True, timeout=60)
+    r = subprocess.run(
+        [sys.executable, str(REPO / "envoy" / "generate.py"), "--out", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert r.returncode == 0, r.stderr
     files = generate.generate(generate.load_source(), generate.TEMPLATE.read_text())
     assert len(files) == 6
@@ -140,21 +140,33 @@ def test_manifests_follow_the_source_and_hold_no_secret():
     # envoy.yaml embeds exactly the local plugin config of the source.
     local = yaml.safe_load(files["envoy/envoy.yaml"])
     configs = [json.loads(f["typed_config"]["config"]["configuration"]["value"]) for f in wasm_filters(local)]
-    assert len(configs) == 2 and all(c == generate.plugin_config(src, "local") for c in configs)
+    # The oracle is the source itself, read here without the generator's merge: every leaf of
+    # `plugin` and of the target's `plugin` (the target's wins) is in the output, and nothing else.
+    assert len(configs) == 2 and all(leaves(c) == expected_leaves(src, "local") for c in configs)
     for lst in local["static_resources"]["listeners"]:
         assert lst["filter_chains"][0]["filters"][0]["typed_config"]["normalize_path"] is True
-    istio_cfg = generate.plugin_config(src, "istio")
+    istio_cfg = json.loads(
+        yaml.safe_load(files["envoy/istio/envoyfilter.yaml"])["spec"]["configPatches"][0]["patch"]["value"][
+            "typed_config"
+        ]["config"]["configuration"]["value"]
+    )
+    assert leaves(istio_cfg) == expected_leaves(src, "istio")
     assert "access_key_id" not in istio_cfg["rgw"] and "secret_access_key" not in istio_cfg["rgw"]
     assert istio_cfg["rgw"]["cluster"] == ISTIO_RGW
     assert {i["jwks"]["cluster"] for i in istio_cfg["issuers"]} == {ISTIO_KEYCLOAK}
-    secret = src["targets"]["local"]["plugin"]["rgw"]["secret_access_key"]
+    secret = DEV_SECRET_KEY
     for rel, text in files.items():
-        if rel.startswith("envoy/istio/"):
-            assert secret not in text and "DEVONLY" not in text, rel
+        if rel == "envoy/envoy.yaml":  # its comment shows how to export the dev keys; the config holds none
+            text = json.dumps(local)
+        assert secret not in text and "DEVONLY" not in text, rel
 
-    after, before = (yaml.safe_load(files[f"envoy/istio/{n}.yaml"]) for n in ("envoyfilter", "envoyfilter-before-router"))
-    for ef, sub, op in ((after, "envoy.filters.http.ext_authz", "INSERT_AFTER"),
-                        (before, "envoy.filters.http.router", "INSERT_BEFORE")):
+    after, before = (
+        yaml.safe_load(files[f"envoy/istio/{n}.yaml"]) for n in ("envoyfilter", "envoyfilter-before-router")
+    )
+    for ef, sub, op in (
+        (after, "envoy.filters.http.ext_authz", "INSERT_AFTER"),
+        (before, "envoy.filters.http.router", "INSERT_BEFORE"),
+    ):
         assert ef["kind"] == "EnvoyFilter"
         assert ef["spec"]["workloadSelector"]["labels"] == {"istio": "ingressgateway"}
         (p,) = ef["spec"]["configPatches"]
@@ -206,11 +218,12 @@ def test_istio_envoyfilter_config_mints_in_real_envoy(stack, wasm_server):
     keys = stack.sts_keys
     stack.restart_envoy(
         envoy_patch=lambda doc: replace_wasm_filter(doc, value),
-        extra_clusters=[stack.cluster(ISTIO_RGW, stack.cfg.ports["rgw"]),
-                        stack.cluster(ISTIO_KEYCLOAK, stack.cfg.ports["http"]),
-                        stack.cluster(ISTIO_ARTIFACTS, port)],
-        envoy_env={"STS_GATEWAY_ACCESS_KEY_ID": keys["access_key_id"],
-                   "STS_GATEWAY_SECRET_ACCESS_KEY": keys["secret_access_key"]})
+        extra_clusters=[
+            stack.cluster(ISTIO_RGW, stack.cfg.ports["rgw"]),
+            stack.cluster(ISTIO_KEYCLOAK, stack.cfg.ports["http"]),
+            stack.cluster(ISTIO_ARTIFACTS, port),
+        ],
+    )  # the keys: Envoy's environment
     assert hits and set(hits) == {"/sts-gateway/0.1.0/sts_gateway.wasm"}  # once per listener's filter config
     assert stack.wait_for_filter_keys(), stack.envoy_log()[-3000:]
     r = mint(stack, stack.token("admin"))
@@ -228,11 +241,11 @@ def test_envoyfilter_with_a_wrong_sha256_fails_closed(stack, wasm_server):
     port, sha, hits = wasm_server
     files = generate.generate(generate.load_source(), generate.TEMPLATE.read_text(), sha256="0" * 64)
     value = yaml.safe_load(files["envoy/istio/envoyfilter.yaml"])["spec"]["configPatches"][0]["patch"]["value"]
-    keys = stack.sts_keys
-    stack.restart_envoy(envoy_patch=lambda doc: replace_wasm_filter(doc, value), wait_keys=False,
-                        extra_clusters=[stack.cluster(ISTIO_ARTIFACTS, port)],
-                        envoy_env={"STS_GATEWAY_ACCESS_KEY_ID": keys["access_key_id"],
-                                   "STS_GATEWAY_SECRET_ACCESS_KEY": keys["secret_access_key"]})
+    stack.restart_envoy(
+        envoy_patch=lambda doc: replace_wasm_filter(doc, value),
+        wait_keys=False,
+        extra_clusters=[stack.cluster(ISTIO_ARTIFACTS, port)],
+    )
     assert hits  # fetched, and refused
     log = stack.envoy_log()
     assert "Retry limit exceeded for fetching data from remote data source" in log
@@ -244,56 +257,54 @@ def test_envoyfilter_with_a_wrong_sha256_fails_closed(stack, wasm_server):
 # ------------------------------------------------------------------ 3. secrets outside the config
 
 
-def _keys_in_vm_env(stack, how: str) -> None:
+def test_stack_keys_come_from_envoy_environment_never_in_config_dump(stack):
+    """The local stack keeps the keys as the Istio gateway does: in Envoy's process environment,
+    passed into the VM by host_env_keys. The positive controls: Envoy's environment holds the
+    secret, the filter mints with it, and the dump holds the variable names."""
     keys = stack.sts_keys
-    values = {"STS_GATEWAY_ACCESS_KEY_ID": keys["access_key_id"],
-              "STS_GATEWAY_SECRET_ACCESS_KEY": keys["secret_access_key"]}
-
-    def drop_keys(plugin):
-        del plugin["rgw"]["access_key_id"]
-        del plugin["rgw"]["secret_access_key"]
-
-    def patch(doc):
-        for f in wasm_filters(doc):
-            vm = f["typed_config"]["config"]["vm_config"]
-            vm["environment_variables"] = ({"host_env_keys": list(values)} if how == "host"
-                                           else {"key_values": values})
-        return doc
-
-    stack.restart_envoy(plugin_overrides=drop_keys, envoy_patch=patch,
-                        envoy_env=values if how == "host" else None)
-
-
-def test_keys_from_envoy_environment_never_in_config_dump(stack):
-    secret = stack.sts_keys["secret_access_key"]
-    _keys_in_vm_env(stack, "host")
+    environ = Path(f"/proc/{envoy_pid(stack)}/environ").read_bytes().split(b"\0")
+    assert f"STS_GATEWAY_SECRET_ACCESS_KEY={keys['secret_access_key']}".encode() in environ
     r = mint(stack, stack.token("admin"))
     assert r.status_code == 201, r.text
     dump = config_dump(stack)
-    assert "STS_GATEWAY_SECRET_ACCESS_KEY" in dump  # the name is there (host_env_keys) ...
-    assert secret not in dump  # ... the value is not,
-    assert stack.sts_keys["access_key_id"] not in dump  # and neither is the access key id.
+    assert '"host_env_keys"' in dump and "STS_GATEWAY_SECRET_ACCESS_KEY" in dump
+    assert keys["secret_access_key"] not in dump
+    assert keys["access_key_id"] not in dump
     assert '"secret_access_key"' not in dump
-    assert secret not in stack.envoy_log()
+    rendered = (stack.cfg.state_dir / "envoy" / "envoy.yaml").read_text()
+    assert keys["secret_access_key"] not in rendered and "host_env_keys" in rendered
+    assert keys["secret_access_key"] not in stack.envoy_log()
 
 
 def test_inline_key_values_do_show_in_config_dump(stack):
     """The control: Envoy's environment_variables.key_values are config, so the dump shows them;
-    that is why the manifests use host_env_keys (Istio: valueFrom HOST)."""
-    _keys_in_vm_env(stack, "inline")
+    that is why the manifests and the local stack use host_env_keys (Istio: valueFrom HOST)."""
+    keys = stack.sts_keys
+    values = {
+        "STS_GATEWAY_ACCESS_KEY_ID": keys["access_key_id"],
+        "STS_GATEWAY_SECRET_ACCESS_KEY": keys["secret_access_key"],
+    }
+    stack.restart_envoy(envoy_patch=lambda doc: generate.set_env_vars(doc, {"key_values": values}))
     assert mint(stack, stack.token("admin")).status_code == 201
-    assert stack.sts_keys["secret_access_key"] in config_dump(stack)
+    assert keys["secret_access_key"] in config_dump(stack)
 
 
 # ------------------------------------------------------------------ 4. rotation without restart (ECDS)
 
 
 def _ecds_resource(filter_config: dict) -> str:
-    return yaml.safe_dump({"resources": [{
-        "@type": "type.googleapis.com/envoy.config.core.v3.TypedExtensionConfig",
-        "name": WASM,
-        "typed_config": filter_config,
-    }]}, sort_keys=False)
+    return yaml.safe_dump(
+        {
+            "resources": [
+                {
+                    "@type": "type.googleapis.com/envoy.config.core.v3.TypedExtensionConfig",
+                    "name": WASM,
+                    "typed_config": filter_config,
+                }
+            ]
+        },
+        sort_keys=False,
+    )
 
 
 def _swap(path: Path, text: str) -> None:
@@ -325,9 +336,13 @@ def test_rotation_through_ecds_without_restart(stack, tmp_path):
 
     ecds = tmp_path / "sts-gateway-filter.yaml"
     ecds.write_text(_ecds_resource(default_filter))
-    discovery = {"name": WASM, "config_discovery": {
-        "config_source": {"path_config_source": {"path": str(ecds)}, "resource_api_version": "V3"},
-        "type_urls": [generate.WASM_TYPE]}}
+    discovery = {
+        "name": WASM,
+        "config_discovery": {
+            "config_source": {"path_config_source": {"path": str(ecds)}, "resource_api_version": "V3"},
+            "type_urls": [generate.WASM_TYPE],
+        },
+    }
     stack.restart_envoy(envoy_patch=lambda doc: replace_wasm_filter(doc, discovery))
     pid = envoy_pid(stack)
     token = stack.token("admin")
@@ -337,8 +352,14 @@ def test_rotation_through_ecds_without_restart(stack, tmp_path):
     reloads = _ecds_reloads(stack)
 
     # RGW: the token-service user gets a second key pair (the operator's first rotation step).
-    stack.radosgw_admin("key", "create", f"--uid={keys['user']}", "--key-type=s3",
-                        f"--access-key={new_key}", f"--secret-key={new_secret}")
+    stack.radosgw_admin(
+        "key",
+        "create",
+        f"--uid={keys['user']}",
+        "--key-type=s3",
+        f"--access-key={new_key}",
+        f"--secret-key={new_secret}",
+    )
     statuses: list[int] = []
     errors: list[str] = []
     stop = threading.Event()
@@ -369,12 +390,15 @@ def test_rotation_through_ecds_without_restart(stack, tmp_path):
         assert not errors, errors[:3]
         assert len(statuses) > before_swap + 10, (before_swap, len(statuses))
         assert set(statuses) == {201}, {s: statuses.count(s) for s in set(statuses)}
-        print(f"rotation: {len(statuses)} mints on one connection, {before_swap} before the swap, "
-              f"{len(statuses) - statuses.count(201)} failed")
+        print(
+            f"rotation: {len(statuses)} mints on one connection, {before_swap} before the swap, "
+            f"{len(statuses) - statuses.count(201)} failed"
+        )
 
         # The old key pair is removed from RGW: RGW refuses it, the gateway still mints (new keys).
-        stack.radosgw_admin("key", "rm", f"--uid={keys['user']}", "--key-type=s3",
-                            f"--access-key={keys['access_key_id']}")
+        stack.radosgw_admin(
+            "key", "rm", f"--uid={keys['user']}", "--key-type=s3", f"--access-key={keys['access_key_id']}"
+        )
         import botocore.exceptions
 
         with pytest.raises(botocore.exceptions.ClientError):
@@ -389,11 +413,18 @@ def test_rotation_through_ecds_without_restart(stack, tmp_path):
         stop.set()
         t.join(15)
         # Give the stack its original key pair back.
-        stack.radosgw_admin("key", "create", f"--uid={keys['user']}", "--key-type=s3",
-                            f"--access-key={keys['access_key_id']}", f"--secret-key={keys['secret_access_key']}",
-                            check=False)
-        stack.radosgw_admin("key", "rm", f"--uid={keys['user']}", "--key-type=s3", f"--access-key={new_key}",
-                            check=False)
+        stack.radosgw_admin(
+            "key",
+            "create",
+            f"--uid={keys['user']}",
+            "--key-type=s3",
+            f"--access-key={keys['access_key_id']}",
+            f"--secret-key={keys['secret_access_key']}",
+            check=False,
+        )
+        stack.radosgw_admin(
+            "key", "rm", f"--uid={keys['user']}", "--key-type=s3", f"--access-key={new_key}", check=False
+        )
 
 
 # ------------------------------------------------------------------ 5. metrics and the log line
@@ -428,9 +459,17 @@ def test_metrics_move_when_they_should(stack):
     assert mint(stack, stack.control_token("admin", expires_in=-3600)).status_code == 401
     assert mint(stack, stack.token("user")).status_code == 403
     post = stack.envoy_stats()
-    delta = {k[len("wasmcustom.sts_gateway_"):]: post.get(k, 0) - pre.get(k, 0) for k in post}
-    expect = {"requests_minted": 1, "requests_missing": 1, "requests_invalid": 1, "requests_expired": 1,
-              "requests_forbidden": 1, "rgw_answers_2xx": 1, "rgw_answers_4xx": 0, "rgw_answers_5xx": 0}
+    delta = {k[len("wasmcustom.sts_gateway_") :]: post.get(k, 0) - pre.get(k, 0) for k in post}
+    expect = {
+        "requests_minted": 1,
+        "requests_missing": 1,
+        "requests_invalid": 1,
+        "requests_expired": 1,
+        "requests_forbidden": 1,
+        "rgw_answers_2xx": 1,
+        "rgw_answers_4xx": 0,
+        "rgw_answers_5xx": 0,
+    }
     assert {k: delta.get(k) for k in expect} == expect, delta
     # The latency histogram shows up at Envoy's next stats flush (every 5 s by default).
     deadline = time.monotonic() + 8
@@ -444,8 +483,10 @@ def test_metrics_move_when_they_should(stack):
         assert mint(stack, token).status_code == 503
     finally:
         stack.start_rgw()
-    assert stack.envoy_stats()["wasmcustom.sts_gateway_rgw_answers_5xx"] == post.get(
-        "wasmcustom.sts_gateway_rgw_answers_5xx", 0) + 1
+    assert (
+        stack.envoy_stats()["wasmcustom.sts_gateway_rgw_answers_5xx"]
+        == post.get("wasmcustom.sts_gateway_rgw_answers_5xx", 0) + 1
+    )
 
     # Prometheus: one metric per family, the reason/class as a label (envoy.yaml stats_tags);
     # Envoy prints its custom `wasmcustom` namespace without the namespace and the envoy_ prefix.
@@ -459,10 +500,22 @@ def test_metrics_move_when_they_should(stack):
 
 
 def test_jwks_failures_are_counted(stack):
-    stack.restart_envoy(plugin_overrides={"issuers": [{
-        "issuer": stack.cfg.issuer_url,
-        "jwks": {"cluster": "keycloak", "authority": "api-gw-service-nmn.local", "path": "/no-such-jwks",
-                 "retry_seconds": 1}}]}, wait_keys=False)
+    stack.restart_envoy(
+        plugin_overrides={
+            "issuers": [
+                {
+                    "issuer": stack.cfg.issuer_url,
+                    "jwks": {
+                        "cluster": "keycloak",
+                        "authority": "api-gw-service-nmn.local",
+                        "path": "/no-such-jwks",
+                        "retry_seconds": 1,
+                    },
+                }
+            ]
+        },
+        wait_keys=False,
+    )
     assert _wait_stat(stack, "wasmcustom.sts_gateway_jwks_fetches_failed", 2) >= 2  # retried
     assert stack.envoy_stats()["wasmcustom.sts_gateway_jwks_fetches_ok"] == 0
     r = mint(stack, stack.token("admin"))
@@ -483,11 +536,19 @@ def test_mint_log_line(stack):
         time.sleep(0.05)
     assert len(lines) == 1, stack.envoy_log()[-3000:]
     line = lines[0]
-    m = re.search(r'sts-gateway: mint caller="admin" session=(\S+) tenant=tenant-a status=201 outcome=minted '
-                  r'rgw_status=200 latency_ms=(\d+) request_id="' + re.escape(request_id) + '"', line)
+    m = re.search(
+        r'sts-gateway: mint caller="admin" session=(\S+) tenant=tenant-a status=201 outcome=minted '
+        r'rgw_status=200 latency_ms=(\d+) request_id="' + re.escape(request_id) + '"',
+        line,
+    )
     assert m, line
     assert m.group(1).startswith("admin")
     log = stack.envoy_log()
-    for secret in (stack.sts_keys["secret_access_key"], creds["SecretAccessKey"], creds["SessionToken"], token,
-                   token.split(".")[2]):
+    for secret in (
+        stack.sts_keys["secret_access_key"],
+        creds["SecretAccessKey"],
+        creds["SessionToken"],
+        token,
+        token.split(".")[2],
+    ):
         assert secret not in log

@@ -3,6 +3,7 @@
 They do not test the filter's minting (tests/e2e/test_filter.py does); they only check that
 requests under /apis/sts/ reach the filter route.
 """
+
 from __future__ import annotations
 
 import json
@@ -15,13 +16,14 @@ import uuid
 
 import boto3
 import jwt
-import oauthlib.oauth2
 import pytest
 import requests
-import requests_oauthlib
 from botocore.exceptions import ClientError
+
 from conftest import REPO, run_make
-from stack import GATEWAY_HOST, StackError, port_open, proc_state, tcp_blackhole
+from helpers import curl, curl_run, mint
+from stack import StackError, port_open, tcp_blackhole
+from stacklib.procs import proc_gone
 
 JWT_RE = re.compile(r"^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$")
 ROLES = {"admin": ["admin"], "testuser": ["admin"], "user": ["user"]}
@@ -83,10 +85,33 @@ def test_envoy_yaml_runs_as_it_is(stack, tmp_path):
     (tmp_path / "target" / "sts_gateway.wasm").symlink_to(stack.cfg.wasm)
     for name in ("server.crt", "server.key"):
         (tmp_path / "target" / "stack" / "tls" / name).write_bytes((stack.cfg.tls_dir / name).read_bytes())
-    r = subprocess.run([str(stack.cfg.envoy_bin), "--mode", "validate", "-c", str(REPO / "envoy" / "envoy.yaml"),
-                        "--disable-hot-restart"], cwd=tmp_path, stdin=subprocess.DEVNULL,
-                       capture_output=True, text=True, timeout=60)
+
+    def validate(env):
+        return subprocess.run(
+            [str(stack.cfg.envoy_bin), "--mode", "validate", "-c", str(REPO / "envoy" / "envoy.yaml")]
+            + ["--disable-hot-restart"],
+            cwd=tmp_path,
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env=env,
+        )
+
+    # As documented in envoy/envoy.yaml: the keys in Envoy's environment (host_env_keys).
+    keys = stack.sts_keys
+    without = {k: v for k, v in os.environ.items() if not k.startswith("STS_GATEWAY_")}
+    r = validate(
+        {
+            **without,
+            "STS_GATEWAY_ACCESS_KEY_ID": keys["access_key_id"],
+            "STS_GATEWAY_SECRET_ACCESS_KEY": keys["secret_access_key"],
+        }
+    )
     assert r.returncode == 0 and " OK" in r.stdout + r.stderr, r.stdout[-3000:] + r.stderr[-3000:]
+    # The control: without them the filter refuses its configuration, naming the variable.
+    r = validate(without)
+    assert r.returncode != 0 and "STS_GATEWAY_ACCESS_KEY_ID" in r.stdout + r.stderr
 
 
 # ------------------------------------------------------------------ issuer through the gateway
@@ -124,9 +149,11 @@ def test_make_token_for_another_user(stack):
 
 
 def test_unknown_user_is_refused(stack):
-    r = stack.gateway_request("POST", "/keycloak/realms/shasta/protocol/openid-connect/token",
-                              data={"grant_type": "password", "client_id": "shasta",
-                                    "username": "nobody", "password": "x"})
+    r = stack.gateway_request(
+        "POST",
+        "/keycloak/realms/shasta/protocol/openid-connect/token",
+        data={"grant_type": "password", "client_id": "shasta", "username": "nobody", "password": "x"},
+    )
     assert r.status_code == 401
     assert r.json()["error"] == "invalid_grant"
 
@@ -151,46 +178,7 @@ def test_discovery_through_gateway(stack):
     assert "password" in doc["grant_types_supported"]
 
 
-def test_seed_python_example(stack):
-    """The seed's s3creds.py with its URLs pointed at the local gateway."""
-    realm = "shasta"
-    client_id = "shasta"
-    username = "testuser"
-    password = os.environ.get("TESTUSER_PASSWORD", "anything")
-    base = stack.gateway_url
-    token_url = f"{base}/keycloak/realms/{realm}/protocol/openid-connect/token"
-    sts_url = f"{base}/apis/sts/token"
-
-    oauth_client = oauthlib.oauth2.LegacyApplicationClient(client_id=client_id)
-    session = requests_oauthlib.OAuth2Session(
-        client=oauth_client,
-        token_updater=lambda t: None,
-        auto_refresh_url=token_url,
-        auto_refresh_kwargs={"client_id": client_id},
-    )
-    token = session.fetch_token(token_url=token_url, client_id=client_id, username=username,
-                                password=password, verify=stack.ca_file)
-    assert JWT_RE.match(token["access_token"])
-    assert verify_token(stack, token["access_token"])["preferred_username"] == username
-
-    sts_response = session.put(sts_url, verify=stack.ca_file)
-    # The filter answers (placeholder: 503; the real filter: 201). A 404 would mean the
-    # request went past the filter to the route's direct_response, or no route matched.
-    assert sts_response.status_code != 404, sts_response.text
-    assert sts_response.headers.get("server") == "envoy"
-
-
-# ------------------------------------------------------------------ the seed's curl over https
-
-
-def curl(stack, *args: str) -> tuple[int, str]:
-    port = stack.cfg.ports["https"]
-    r = subprocess.run(["curl", "-sS", "-o", "-", "-w", "\n%{http_code}", "--max-time", "15",
-                        "--cacert", stack.ca_file, "--resolve", f"{GATEWAY_HOST}:{port}:127.0.0.1", *args],
-                       capture_output=True, text=True, timeout=30)
-    assert r.returncode == 0, r.stderr
-    body, _, code = r.stdout.rpartition("\n")
-    return int(code), body
+# ------------------------------------------------------------------ curl over https
 
 
 def test_curl_healthz_over_https(stack):
@@ -199,19 +187,10 @@ def test_curl_healthz_over_https(stack):
     assert json.loads(body) == {"Status": "ok"}
 
 
-def test_seed_curl_reaches_filter_route(stack):
-    token = stack.token("admin")
-    code, body = curl(stack, "-X", "PUT", "-H", f"Authorization: Bearer {token}",
-                      f"{stack.gateway_url}/apis/sts/token")
-    assert code != 404, body
-
-
 def test_gateway_certificate_is_from_the_stack_ca(stack):
-    port = stack.cfg.ports["https"]
-    r = subprocess.run(["curl", "-sS", "-o", "/dev/null", "--max-time", "10",
-                        "--resolve", f"{GATEWAY_HOST}:{port}:127.0.0.1", f"{stack.gateway_url}/plain/healthz"],
-                       capture_output=True, text=True, timeout=30, env=dict(os.environ, CURL_CA_BUNDLE=""))
-    assert r.returncode != 0, "the gateway's certificate should not be trusted without the stack CA"
+    assert curl(stack, f"{stack.gateway_url}/plain/healthz")[0] == 200  # the control: with the CA
+    r = curl_run(stack, f"{stack.gateway_url}/plain/healthz", cacert=False)
+    assert r.returncode == 60, "the gateway's certificate should not be trusted without the stack CA"
 
 
 # ------------------------------------------------------------------ RGW and its STS
@@ -223,8 +202,7 @@ def test_rgw_answers_s3_with_sts_user_keys(stack):
 
 
 def test_rgw_refuses_a_wrong_secret(stack):
-    s3 = stack.s3_client(aws_access_key_id=stack.sts_keys["access_key_id"],
-                         aws_secret_access_key="x" * 40)
+    s3 = stack.s3_client(aws_access_key_id=stack.sts_keys["access_key_id"], aws_secret_access_key="x" * 40)
     with pytest.raises(ClientError) as e:
         s3.list_buckets()
     assert e.value.response["ResponseMetadata"]["HTTPStatusCode"] == 403
@@ -233,15 +211,25 @@ def test_rgw_refuses_a_wrong_secret(stack):
 @pytest.mark.parametrize("region", ["", "us-east-1"])
 def test_assume_role_straight_to_rgw(stack, region):
     keys = stack.sts_keys
-    sts = boto3.client("sts", endpoint_url=stack.rgw_endpoint, region_name=region,
-                       aws_access_key_id=keys["access_key_id"], aws_secret_access_key=keys["secret_access_key"])
+    sts = boto3.client(
+        "sts",
+        endpoint_url=stack.rgw_endpoint,
+        region_name=region,
+        aws_access_key_id=keys["access_key_id"],
+        aws_secret_access_key=keys["secret_access_key"],
+    )
     resp = sts.assume_role(RoleArn=keys["role_arn"], RoleSessionName="stack-test", DurationSeconds=3600)
     creds = resp["Credentials"]
     assert creds["AccessKeyId"] and creds["SecretAccessKey"] and creds["SessionToken"]
     # the cray CLI's way: boto3 with region_name=''
-    s3 = boto3.client("s3", endpoint_url=stack.rgw_endpoint, region_name=region,
-                      aws_access_key_id=creds["AccessKeyId"], aws_secret_access_key=creds["SecretAccessKey"],
-                      aws_session_token=creds["SessionToken"])
+    s3 = boto3.client(
+        "s3",
+        endpoint_url=stack.rgw_endpoint,
+        region_name=region,
+        aws_access_key_id=creds["AccessKeyId"],
+        aws_secret_access_key=creds["SecretAccessKey"],
+        aws_session_token=creds["SessionToken"],
+    )
     bucket = f"stack-test-{uuid.uuid4().hex[:12]}"
     s3.create_bucket(Bucket=bucket)
     s3.put_object(Bucket=bucket, Key="hello.txt", Body=b"hello from a temporary credential")
@@ -263,29 +251,51 @@ def test_stop_and_start_rgw_keeps_data(stack):
 # ------------------------------------------------------------------ fixture helpers
 
 
+def running_plugin_config(stack) -> dict:
+    """The plugin configuration Envoy runs, read back from its /config_dump."""
+    dump = requests.get(f"{stack.admin_url}/config_dump", timeout=5).json()
+    values = []
+
+    def walk(node):
+        if isinstance(node, dict):
+            if node.get("name") == "envoy.filters.http.wasm" and "typed_config" in node:
+                values.append(node["typed_config"]["config"]["configuration"]["value"])
+            for v in node.values():
+                walk(v)
+        elif isinstance(node, list):
+            for v in node:
+                walk(v)
+
+    walk(dump)
+    assert values, "no wasm filter in the config dump"
+    return json.loads(values[0])
+
+
 def test_restart_envoy_with_plugin_overrides(stack):
-    stack.restart_envoy(plugin_overrides={"rgw": {"timeout_ms": 1234, "secret_access_key": "wrong"},
-                                          "audience": None})
-    dump = json.dumps(requests.get(f"{stack.admin_url}/config_dump", timeout=5).json())
-    assert "1234" in dump and "wrong" in dump
-    plugin = stack.plugin_config(stack.render_envoy(plugin_overrides={"audience": None}))
-    assert "audience" not in plugin
+    stack.restart_envoy(plugin_overrides={"rgw": {"timeout_ms": 1234}, "audience": None})
+    running = running_plugin_config(stack)
+    assert running["rgw"]["timeout_ms"] == 1234
+    assert "audience" not in running
+    assert running["rgw"]["cluster"] == "rgw"  # the rest is the default
     assert "starting Envoy" in stack.envoy_log()
     assert stack.gateway_request("GET", "/plain/healthz").status_code == 200
+    stack.restart_envoy()
+    assert running_plugin_config(stack)["rgw"]["timeout_ms"] == 5000
 
 
 def test_restart_envoy_with_a_callable_and_extra_cluster(stack):
+    """A plugin callable and an extra cluster both reach the running Envoy: RGW is pointed at a
+    cluster on a closed port, so a good token gets 503 (RGW unreachable) instead of 201."""
+
     def point_rgw_elsewhere(plugin):
         plugin["rgw"]["cluster"] = "rgw_down"
         return plugin
 
-    stack.restart_envoy(plugin_overrides=point_rgw_elsewhere,
-                        extra_clusters=[{"name": "rgw_down", "type": "STATIC", "connect_timeout": "0.25s",
-                                         "load_assignment": {"cluster_name": "rgw_down", "endpoints": [{
-                                             "lb_endpoints": [{"endpoint": {"address": {"socket_address": {
-                                                 "address": "127.0.0.1", "port_value": 1}}}}]}]}}])
-    dump = json.dumps(requests.get(f"{stack.admin_url}/config_dump", timeout=5).json())
-    assert "rgw_down" in dump
+    stack.restart_envoy(
+        plugin_overrides=point_rgw_elsewhere, extra_clusters=[stack.cluster("rgw_down", 1, connect_timeout="0.25s")]
+    )
+    assert running_plugin_config(stack)["rgw"]["cluster"] == "rgw_down"
+    assert mint(stack, stack.token("admin")).status_code == 503
 
 
 def test_blackhole_cluster_times_out(stack):
@@ -298,14 +308,21 @@ def test_blackhole_cluster_times_out(stack):
 
 def route_probe_to(cluster):
     """An Envoy patch adding a /probe/ route (without the filter) to `cluster`, 0.5 s timeout."""
-    def patch(doc):
-        for lst in doc["static_resources"]["listeners"]:
-            routes = lst["filter_chains"][0]["filters"][0]["typed_config"]["route_config"]["virtual_hosts"][0]["routes"]
-            routes.insert(0, {"match": {"prefix": "/probe/"}, "route": {"cluster": cluster, "timeout": "0.5s"},
-                              "typed_per_filter_config": {"envoy.filters.http.wasm": {
-                                  "@type": "type.googleapis.com/envoy.config.route.v3.FilterConfig",
-                                  "disabled": True}}})
-    return patch
+    import generate
+
+    return lambda doc: generate.add_route(
+        doc,
+        {
+            "match": {"prefix": "/probe/"},
+            "route": {"cluster": cluster, "timeout": "0.5s"},
+            "typed_per_filter_config": {
+                "envoy.filters.http.wasm": {
+                    "@type": "type.googleapis.com/envoy.config.route.v3.FilterConfig",
+                    "disabled": True,
+                }
+            },
+        },
+    )
 
 
 def test_stop_and_start_issuer(stack):
@@ -379,21 +396,36 @@ def test_make_down_leaves_no_process_and_up_again(stack):
     pids = {p.name: p.pid() for p in stack.parts}
     assert all(pids.values()), pids
     run_make("down")
-    deadline = time.monotonic() + 5
-    while time.monotonic() < deadline and any(proc_state(pid) not in (None, "Z", "X") for pid in pids.values()):
-        time.sleep(0.05)
-    alive = {n: pid for n, pid in pids.items() if proc_state(pid) not in (None, "Z", "X")}
-    assert not alive, f"still running after make down: {alive}"
+    # No waiting here: `make down` itself returns only once every process has exited.
+    alive = {n: pid for n, pid in pids.items() if not proc_gone(pid)}
+    assert not alive, f"still running when make down returned: {alive}"
     for port in ("https", "http", "admin", "rgw", "issuer", "control", "mon"):
         assert not port_open(stack.cfg.ports[port]), port
     assert not list((stack.cfg.run_dir).glob("*.pid"))
     run_make("down")  # idempotent
     run_make("up")
     assert all(stack.status().values())
+    # What a script does: down and up at once, twice; up refuses ports still held by anything.
+    for _ in range(2):
+        old = {p.name: p.pid() for p in stack.parts}
+        run_make("down")
+        assert not [pid for pid in old.values() if not proc_gone(pid)], old
+        run_make("up")
+        assert all(stack.status().values()), stack.status()
     assert (stack.cfg.state_dir / "env.sh").exists()
     env = (stack.cfg.state_dir / "env.sh").read_text()
-    for var in ("STS_GATEWAY_URL", "STS_GATEWAY_HTTP_URL", "STS_CA_FILE", "RGW_ENDPOINT", "ENVOY_ADMIN_URL",
-                "STACK_LOG_DIR", "OIDC_TOKEN_URL", "STS_ACCESS_KEY_ID", "STS_SECRET_ACCESS_KEY", "STS_ROLE_ARN",
-                "ISSUER_CONTROL_URL"):
+    for var in (
+        "STS_GATEWAY_URL",
+        "STS_GATEWAY_HTTP_URL",
+        "STS_CA_FILE",
+        "RGW_ENDPOINT",
+        "ENVOY_ADMIN_URL",
+        "STACK_LOG_DIR",
+        "OIDC_TOKEN_URL",
+        "STS_ACCESS_KEY_ID",
+        "STS_SECRET_ACCESS_KEY",
+        "STS_ROLE_ARN",
+        "ISSUER_CONTROL_URL",
+    ):
         assert f"export {var}=" in env, var
     assert REPO.exists()

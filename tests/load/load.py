@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
-"""Load test of the STS filter (issue 5): N mints over C keep-alive connections on the test
+"""Load test of the STS filter: N mints over C keep-alive connections on the test
 stack, a mix of valid admin, expired and foreign (unpublished-key) tokens, and a JWKS key
 rotation in the middle. Bounded in count and time; loopback only.
 
-    flock /tmp/sts-gateway-stack.lock .venv/bin/python tests/load/load.py --requests 20000 --connections 64
+    flock /tmp/sts-stack.lock .venv/bin/python tests/load/load.py --requests 20000 --connections 64
 
 Checks (exit status 1 if one fails):
   * every answer is the expected one: 201 for a token signed by a key the issuer publishes,
@@ -20,12 +20,12 @@ rotation with keep_old=False would add yet another key, so the issuer is rotated
 with keep_old=False only after the clients stopped using the old one; tokens of the dropped
 keys then count as "retired": 401 expected once the filter refetched, either answer before).
 """
+
 from __future__ import annotations
 
 import argparse
 import http.client
 import json
-import os
 import random
 import sys
 import threading
@@ -36,17 +36,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "tests" / "stack"))
 
+from helpers import TOKEN_PATH, VM_FAILURE_MARKERS, mint, rss_kb, vm_counters  # noqa: E402
 from stack import Config, Stack, install_gateway_resolver  # noqa: E402
-
-VM_FAILURE_MARKERS = ("panicked", "Wasm VM failed", "Plugin configured to fail closed", "Function: proxy_",
-                      "RuntimeError", "[critical]")
-
-
-def rss_kb(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    return 0
 
 
 class Tokens:
@@ -96,22 +87,26 @@ def run(st: Stack, args: argparse.Namespace) -> int:
     st.restart_envoy(plugin_overrides=lambda p: p["issuers"][0]["jwks"].update(min_refetch_seconds=1))
     envoy_pid = st.envoy.pid()
     assert envoy_pid
-    log_offset = len(st.envoy_log())
+    log_start = st.envoy_log_path.stat().st_size  # byte offset of this run in envoy.log
     t0 = time.monotonic()
     kid0 = next(k["kid"] for k in st.jwks()["keys"] if k.get("use") == "sig")
     tokens = Tokens()
     tokens.valid = [(st.control_token("admin" if i % 2 else "testuser"), kid0) for i in range(args.pool)]
     tokens.published = {kid0}
+    first_valid = list(tokens.valid)
     expired = [st.control_token("admin", expires_in=-600) for _ in range(20)]
     foreign = [st.control_token("admin", unpublished=True) for _ in range(20)]
-    print(f"load: {len(tokens.valid)} valid, {len(expired)} expired, {len(foreign)} foreign tokens "
-          f"in {time.monotonic() - t0:.1f}s", flush=True)
+    print(
+        f"load: {len(tokens.valid)} valid, {len(expired)} expired, {len(foreign)} foreign tokens "
+        f"in {time.monotonic() - t0:.1f}s",
+        flush=True,
+    )
 
     # Warm up (every worker parses the JWKS, caches a few tokens), then measure RSS.
     for tok, _ in tokens.valid[:8]:
-        st.gateway_request("PUT", "/apis/sts/token", token=tok, via="http")
+        mint(st, tok, via="http")
     rss_before = rss_kb(envoy_pid)
-    vm_before = {k: v for k, v in st.envoy_stats("wasm.").items() if "vm_reload" in k or k.endswith("v8.created")}
+    vm_before = vm_counters(st)
 
     port = st.cfg.ports["http"]
     sent = Counter()
@@ -122,13 +117,30 @@ def run(st: Stack, args: argparse.Namespace) -> int:
     stop = threading.Event()
     deadline = time.monotonic() + args.max_seconds
     budget = {"left": args.requests}
+    # The rotations start at 30 % and 65 % of the requests, while the clients go on; they may not
+    # run more than 10 % past that point until the rotation is done, so that every phase (before,
+    # between and after the rotations) gets its share of the requests.
+    gate = threading.Condition(lock)
+    phase = {"n": 0, "limit": int(args.requests * 0.4)}
+    by_phase: Counter = Counter()
 
     def take() -> int:
-        with lock:
-            if budget["left"] <= 0:
-                return 0
+        with gate:
+            while True:
+                if budget["left"] <= 0 or stop.is_set() or time.monotonic() > deadline:
+                    return 0
+                if args.requests - budget["left"] < phase["limit"]:
+                    break
+                gate.wait(0.1)
             budget["left"] -= 1
+            by_phase[phase["n"]] += 1
             return args.requests - budget["left"]
+
+    def next_phase(limit_fraction: float) -> None:
+        with gate:
+            phase["n"] += 1
+            phase["limit"] = int(args.requests * limit_fraction)
+            gate.notify_all()
 
     def client(n: int) -> None:
         rnd = random.Random(n)
@@ -141,8 +153,9 @@ def run(st: Stack, args: argparse.Namespace) -> int:
             token, kind, kid = tokens.pick(rnd, expired, foreign)
             t = time.perf_counter()
             try:
-                conn.request("PUT", "/apis/sts/token", headers={
-                    "Host": "api-gw-service-nmn.local", "Authorization": f"Bearer {token}"})
+                conn.request(
+                    "PUT", TOKEN_PATH, headers={"Host": "api-gw-service-nmn.local", "Authorization": f"Bearer {token}"}
+                )
                 r = conn.getresponse()
                 body = r.read()
                 status = r.status
@@ -177,22 +190,23 @@ def run(st: Stack, args: argparse.Namespace) -> int:
     for t in threads:
         t.start()
 
-    # The rotation, in the middle of the run.
-    def done_fraction() -> float:
+    # The rotations, while the clients run.
+    def taken() -> int:
         with lock:
-            return 1 - budget["left"] / args.requests
+            return args.requests - budget["left"]
 
     rotation: dict[str, float] = {}
-    while done_fraction() < 0.35 and time.monotonic() < deadline and any(t.is_alive() for t in threads):
+    while taken() < args.requests * 0.3 and time.monotonic() < deadline and any(t.is_alive() for t in threads):
         time.sleep(0.05)
     kid1 = st.rotate_keys(keep_old=True)
     new_valid = [(st.control_token("admin" if i % 2 else "testuser"), kid1) for i in range(args.pool)]
     with tokens.lock:
         tokens.published = {kid0, kid1}
         tokens.valid = new_valid
+    next_phase(0.75)
     rotation["switched_at"] = time.monotonic() - t_start
     print(f"load: rotation: kid {kid1[:8]} published and used from {rotation['switched_at']:.1f}s", flush=True)
-    while done_fraction() < 0.7 and time.monotonic() < deadline and any(t.is_alive() for t in threads):
+    while taken() < args.requests * 0.65 and time.monotonic() < deadline and any(t.is_alive() for t in threads):
         time.sleep(0.05)
     # Drop the old key: a rotation without keep_old publishes only a third key, so first switch the
     # clients to that key's tokens... which needs the key first. Order: publish kid2 alone (kid0 and
@@ -205,6 +219,7 @@ def run(st: Stack, args: argparse.Namespace) -> int:
     with tokens.lock:
         tokens.published = {kid2}
         tokens.valid = newest
+    next_phase(1.0)
     rotation["dropped_at"] = time.monotonic() - t_start
     print(f"load: old keys dropped, kid {kid2[:8]} used from {rotation['dropped_at']:.1f}s", flush=True)
 
@@ -214,10 +229,18 @@ def run(st: Stack, args: argparse.Namespace) -> int:
     elapsed = time.monotonic() - t_start
     time.sleep(0.5)
     rss_after = rss_kb(envoy_pid)
-    vm_after = {k: v for k, v in st.envoy_stats("wasm.").items() if "vm_reload" in k or k.endswith("v8.created")}
-    log = st.envoy_log()[log_offset:]
+    vm_after = vm_counters(st)
+    # Envoy writes its access log lazily: a restart flushes it, then the whole run's log is read.
+    st.restart_envoy()
+    with open(st.envoy_log_path, "rb") as f:
+        f.seek(log_start)
+        log = f.read().decode("utf-8", "replace")
     markers = [m for m in VM_FAILURE_MARKERS if m in log]
-    leaked = sum(1 for tok, _ in (new_valid + newest)[:50] if tok in log)
+    every_token = [tok for tok, _ in first_valid + new_valid + newest] + expired + foreign
+    secrets = set(every_token) | {tok.rsplit(".", 1)[1] for tok in every_token}
+    leaked = sum(1 for secret in secrets if secret in log)
+    # The positive control: the lines searched are there, one access-log line per request.
+    access_lines = log.count('"PUT /apis/sts/token HTTP/1.1"')
 
     total = sum(sent.values())
     latencies.sort()
@@ -228,16 +251,28 @@ def run(st: Stack, args: argparse.Namespace) -> int:
     five_xx = sum(n for (kind, status), n in results.items() if status >= 500 or status == 0)
     published_failed = [u for u in unexpected if u[0] == "valid"]
     summary = {
-        "requests": total, "connections": args.connections, "seconds": round(elapsed, 2),
+        "requests": total,
+        "connections": args.connections,
+        "seconds": round(elapsed, 2),
         "req_per_s": round(total / elapsed, 1) if elapsed else 0,
-        "latency_ms": {"p50": round(pct(0.5), 2), "p90": round(pct(0.9), 2), "p99": round(pct(0.99), 2),
-                       "max": round(pct(1.0), 2)},
+        "latency_ms": {
+            "p50": round(pct(0.5), 2),
+            "p90": round(pct(0.9), 2),
+            "p99": round(pct(0.99), 2),
+            "max": round(pct(1.0), 2),
+        },
         "by_kind_status": {f"{k}:{s}": n for (k, s), n in sorted(results.items())},
-        "unexpected": len(unexpected), "unexpected_5xx_or_transport": five_xx,
+        "unexpected": len(unexpected),
+        "unexpected_5xx_or_transport": five_xx,
         "published_key_failures": len(published_failed),
         "envoy_rss_kb": {"before": rss_before, "after": rss_after},
-        "vm_counters": {"before": vm_before, "after": vm_after}, "vm_failure_markers": markers,
-        "tokens_in_log": leaked, "rotation": rotation,
+        "vm_counters": {"before": vm_before, "after": vm_after},
+        "vm_failure_markers": markers,
+        "tokens_in_log": leaked,
+        "tokens_scanned": len(secrets),
+        "access_log_lines": access_lines,
+        "requests_by_phase": {str(k): v for k, v in sorted(by_phase.items())},
+        "rotation": rotation,
     }
     print(json.dumps(summary, indent=2))
     if args.json:
@@ -256,10 +291,18 @@ def run(st: Stack, args: argparse.Namespace) -> int:
         failures.append(f"Wasm VM trouble: {vm_before} -> {vm_after}, log markers {markers}")
     if leaked:
         failures.append(f"{leaked} tokens in Envoy's log")
+    if access_lines < total:
+        failures.append(f"only {access_lines} access-log lines for {total} requests: the log scan saw too little")
+    for n in range(3):
+        if by_phase[n] < args.requests * 0.2:
+            failures.append(f"phase {n} (0: before, 1: between, 2: after the rotations) had {by_phase[n]} requests")
     for f in failures:
         print("load: FAIL:", f)
-    print(f"load: {total} requests in {elapsed:.1f}s = {summary['req_per_s']} req/s; "
-          f"Envoy RSS {rss_before} kB -> {rss_after} kB; {'FAIL' if failures else 'ok'}", flush=True)
+    print(
+        f"load: {total} requests in {elapsed:.1f}s = {summary['req_per_s']} req/s; "
+        f"Envoy RSS {rss_before} kB -> {rss_after} kB; {'FAIL' if failures else 'ok'}",
+        flush=True,
+    )
     return 1 if failures else 0
 
 

@@ -69,7 +69,11 @@ fn gateway() -> (Gateway, SimHost) {
 
 /// Signs `header.payload` (arbitrary bytes, base64url-encoded here) with the published key.
 pub fn sign(header: &[u8], payload: &[u8]) -> String {
-    let input = format!("{}.{}", URL_SAFE_NO_PAD.encode(header), URL_SAFE_NO_PAD.encode(payload));
+    let input = format!(
+        "{}.{}",
+        URL_SAFE_NO_PAD.encode(header),
+        URL_SAFE_NO_PAD.encode(payload)
+    );
     thread_local! {
         static PKEY: superboring::pkey::PKey<superboring::pkey::Private> = {
             let der = keypair().to_der().expect("der");
@@ -88,7 +92,10 @@ fn sign_with(pkey: &superboring::pkey::PKey<superboring::pkey::Private>, input: 
         .set_rsa_padding(superboring::rsa::Padding::PKCS1)
         .expect("padding");
     signer.update(input.as_bytes()).expect("update");
-    format!("{input}.{}", URL_SAFE_NO_PAD.encode(signer.sign_to_vec().expect("sign")))
+    format!(
+        "{input}.{}",
+        URL_SAFE_NO_PAD.encode(signer.sign_to_vec().expect("sign"))
+    )
 }
 
 /// Token target. First byte selects the shape:
@@ -130,7 +137,10 @@ pub fn token(data: &[u8]) {
             (":method".to_string(), method.to_string()),
             (":path".to_string(), path),
             ("authorization".to_string(), value),
-            ("cray-tenant-name".to_string(), String::from_utf8_lossy(&data[..data.len().min(8)]).into_owned()),
+            (
+                "cray-tenant-name".to_string(),
+                String::from_utf8_lossy(&data[..data.len().min(8)]).into_owned(),
+            ),
         ];
         for i in 0..2u32 {
             let ctx = 100 + i;
@@ -140,13 +150,16 @@ pub fn token(data: &[u8]) {
             let pending: Vec<u32> = host.pending.keys().copied().collect();
             for token in pending {
                 if let Some(p) = host.pending.remove(&token) {
-                    assert!(!format!("{p:?}").contains("SECRETSECRET"), "secret in a callout");
+                    assert!(
+                        !format!("{p:?}").contains("SECRETSECRET"),
+                        "secret in a callout"
+                    );
                 }
                 host.set_answer(Some(200), rest);
                 g.on_callout_answer(host, token, 1, rest.len());
             }
             host.live.remove(&ctx);
-            g.on_stream_end(ctx);
+            g.on_stream_end(host, ctx);
         }
         host.replies.clear();
         host.ended.clear();
@@ -158,7 +171,10 @@ pub fn token(data: &[u8]) {
 
 /// JWKS target: any document, for every allowed algorithm set; a parsed set must be usable.
 pub fn jwks(data: &[u8]) {
-    for algs in [&["RS256"][..], &["RS256", "RS384", "RS512", "PS256", "PS384", "PS512"][..]] {
+    for algs in [
+        &["RS256"][..],
+        &["RS256", "RS384", "RS512", "PS256", "PS384", "PS512"][..],
+    ] {
         let algs: Vec<String> = algs.iter().map(|s| s.to_string()).collect();
         if let Ok(set) = KeySet::parse(data, &algs) {
             assert!(!set.keys.is_empty());
@@ -179,7 +195,12 @@ pub fn sts_xml(data: &[u8]) {
     };
     match sts_gateway::sts_response::parse(status, body) {
         Ok(c) => {
-            for f in [&c.access_key_id, &c.secret_access_key, &c.session_token, &c.expiration] {
+            for f in [
+                &c.access_key_id,
+                &c.secret_access_key,
+                &c.session_token,
+                &c.expiration,
+            ] {
                 assert!(!f.is_empty() && f.bytes().all(|b| b.is_ascii_graphic()));
             }
             let _ = sts_gateway::credentials::response_body(&c, "http://rgw:8080");
@@ -193,7 +214,8 @@ pub fn sts_xml(data: &[u8]) {
 
 /// Config target: any plugin configuration; an accepted one must build a worker.
 pub fn config(data: &[u8]) {
-    let env = |name: &str| (name == sts_gateway::config::ENV_SECRET_ACCESS_KEY).then(|| "s".repeat(40));
+    let env =
+        |name: &str| (name == sts_gateway::config::ENV_SECRET_ACCESS_KEY).then(|| "s".repeat(40));
     if let Ok(c) = Config::parse(data, &env) {
         let _ = format!("{c:?}");
         let w = Worker::new(c);
@@ -209,14 +231,20 @@ mod replay {
     use std::path::Path;
 
     fn replay(target: &str, f: fn(&[u8])) {
-        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("corpus").join(target);
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("corpus")
+            .join(target);
         let mut n = 0;
         for entry in std::fs::read_dir(&dir).expect("corpus dir") {
             let path = entry.expect("entry").path();
             f(&std::fs::read(&path).expect("read"));
             n += 1;
         }
-        assert!(n >= 3, "{target}: only {n} corpus files in {}", dir.display());
+        assert!(
+            n >= 3,
+            "{target}: only {n} corpus files in {}",
+            dir.display()
+        );
     }
 
     #[test]

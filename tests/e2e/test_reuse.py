@@ -1,0 +1,80 @@
+"""Opt-in reuse and coalescing in the real Envoy against the real RGW: the same caller gets the
+credentials already minted for them (RGW's own answer proves they work), concurrent requests of
+one caller share one RGW call per worker, and with the option off every request mints."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+
+import requests
+
+from helpers import TOKEN_PATH
+
+REUSE = {"reuse": {"min_remaining_seconds": 600}}
+
+
+def mint(stack, token, tenant=None):
+    headers = {"Authorization": f"Bearer {token}"}
+    if tenant:
+        headers["Cray-Tenant-Name"] = tenant
+    return requests.put(stack.cfg.gateway_http_url + TOKEN_PATH, headers=headers, timeout=10)
+
+
+def key_id(r) -> str:
+    assert r.status_code == 201, r.text
+    return r.json()["Credentials"]["AccessKeyId"]
+
+
+def counters(stack) -> dict[str, int]:
+    return stack.envoy_stats()
+
+
+def delta(before, after, name) -> int:
+    return after.get(f"wasmcustom.{name}", 0) - before.get(f"wasmcustom.{name}", 0)
+
+
+def test_off_by_default_every_request_mints(stack):
+    token = stack.control_token(username="admin")
+    assert key_id(mint(stack, token)) != key_id(mint(stack, token))
+
+
+def test_reused_credentials_are_the_same_and_work(stack):
+    with stack.envoy_variant(plugin_overrides=REUSE):
+        token = stack.control_token(username="admin")
+        s = requests.Session()
+        url = stack.cfg.gateway_http_url + TOKEN_PATH
+        before = counters(stack)
+        # One keep-alive connection: one worker, one store.
+        ids = [key_id(s.put(url, headers={"Authorization": f"Bearer {token}"}, timeout=10)) for _ in range(5)]
+        after = counters(stack)
+        assert len(set(ids)) == 1, ids
+        assert delta(before, after, "sts_gateway_rgw_answers_2xx") == 1
+        assert delta(before, after, "sts_gateway_requests_reused") == 4
+        # RGW accepts them.
+        r = s.put(url, headers={"Authorization": f"Bearer {token}"}, timeout=10)
+        c = r.json()["Credentials"]
+        s3 = stack.s3_client(
+            aws_access_key_id=c["AccessKeyId"],
+            aws_secret_access_key=c["SecretAccessKey"],
+            aws_session_token=c["SessionToken"],
+        )
+        s3.list_buckets()
+        # Another scope of the same caller is another caller; every request is still authorized.
+        assert key_id(mint(stack, token, tenant="blue")) not in ids
+        assert mint(stack, stack.control_token(username="user")).status_code == 403
+
+
+def test_concurrent_requests_of_one_caller_share_rgw_calls(stack):
+    with stack.envoy_variant(plugin_overrides=REUSE):
+        token = stack.control_token(username="testuser")
+        before = counters(stack)
+        with ThreadPoolExecutor(max_workers=16) as pool:
+            ids = list(pool.map(lambda _: key_id(mint(stack, token)), range(16)))
+        after = counters(stack)
+        calls = delta(before, after, "sts_gateway_rgw_answers_2xx")
+        shared = delta(before, after, "sts_gateway_requests_coalesced") + delta(
+            before, after, "sts_gateway_requests_reused"
+        )
+        # At most one call per worker store (two workers), the rest waited or reused.
+        assert 1 <= calls <= 2 and len(set(ids)) == calls, (calls, set(ids))
+        assert shared == 16 - calls
