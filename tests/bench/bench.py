@@ -8,8 +8,12 @@ Scenarios (wrk, keep-alive, plain-http listener so TLS does not blur the filter'
   d_plain  GET /plain/healthz, a route without the filter (the floor)
   e_proxy  the AssumeRole of (a) proxied by Envoy on a route without the filter: what Envoy
            itself costs for a request that reaches RGW (a route added to the bench's Envoy only)
+  f        (b) with opt-in reuse on (reuse.min_remaining_seconds 600): the same caller gets the
+           credentials already minted, RGW is called once per worker
 at 1, 8 and 32 connections, 3 runs each; medians are reported. CPU per request comes from
-/proc/<pid>/stat of Envoy and radosgw. Writes target/bench/summary.json and prints a table.
+/proc/<pid>/stat of Envoy and radosgw. Writes target/bench/summary.json (ratios b/a, c/a,
+e_proxy/a, f/a and b/e_proxy per connection count) and prints a table. BENCH_SCENARIOS=b,f
+narrows it.
 The bench brings up its own stack (test ports, state in target/bench-stack) and stops it after.
 """
 
@@ -159,6 +163,21 @@ def run(st: Stack) -> int:
     only = os.environ.get("BENCH_SCENARIOS")
     if only:
         scenarios = {k: v for k, v in scenarios.items() if k in only.split(",")}
+    results = measure(st, scenarios)
+    if not only or "f" in only.split(","):
+        # f: the same caller again and again with opt-in reuse: Envoy restarted with
+        # reuse.min_remaining_seconds (the other scenarios ran with the default: reuse off).
+        st.restart_envoy(plugin_overrides={"reuse": {"min_remaining_seconds": 600}}, envoy_patch=add_proxy_route)
+        results += measure(st, {"f": (http + "/", {"TOKENS_FILE": str(one), "EXPECT_STATUS": "201"})})
+        st.restart_envoy(envoy_patch=add_proxy_route)
+    summary = build_summary(st, results)
+    (OUT / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    print_table(summary)
+    return 0
+
+
+def measure(st: Stack, scenarios: dict[str, tuple[str, dict[str, str]]]) -> list[dict]:
+    """Every scenario at every connection count, RUNS times each; the medians."""
     envoy_pid, rgw_pid = st.envoy.pid(), st.rgw.pid()
     # Warm up: JIT, connection pools, caches; and check every scenario answers as expected.
     for name, (url, env) in scenarios.items():
@@ -190,10 +209,7 @@ def run(st: Stack) -> int:
             }
             results.append(row)
             print(json.dumps(row), flush=True)
-    summary = build_summary(st, results)
-    (OUT / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
-    print_table(summary)
-    return 0
+    return results
 
 
 def wrk_short(url: str, env: dict[str, str]) -> dict:
@@ -210,10 +226,11 @@ def build_summary(st: Stack, results: list[dict]) -> dict:
         return next(r["rps"] for r in results if r["scenario"] == s and r["connections"] == c)
 
     have = {r["scenario"] for r in results}
+    pairs = [("b", "a"), ("c", "a"), ("e_proxy", "a"), ("f", "a"), ("b", "e_proxy")]
     ratios = {
-        f"{s}_over_a": {str(c): round(rps(s, c) / rps("a", c), 3) for c in CONNECTIONS}
-        for s in ("b", "c", "e_proxy")
-        if {s, "a"} <= have
+        f"{s}_over_{base}": {str(c): round(rps(s, c) / rps(base, c), 3) for c in CONNECTIONS}
+        for s, base in pairs
+        if {s, base} <= have
     }
     stats = st.envoy_stats() if hasattr(st, "envoy_stats") else {}
     vm_bytes = next((v for k, v in stats.items() if k.endswith("sts_gateway_vm_memory_bytes")), None)
