@@ -201,7 +201,7 @@ pub struct TenantsConfig {
     pub policy_template: String,
     /// Explicit bucket patterns per tenant instead of the template (`*` and `?` wildcards).
     #[serde(default)]
-    pub buckets: std::collections::BTreeMap<String, Vec<String>>,
+    pub buckets: std::collections::HashMap<String, Vec<String>>,
 }
 
 impl Default for TenantsConfig {
@@ -782,13 +782,15 @@ impl TenantsConfig {
     pub fn policy_for(&self, tenant: &str) -> String {
         match self.buckets.get(tenant) {
             Some(patterns) => {
+                // Patterns are [a-z0-9.*?-] (validated): nothing to escape.
                 let resources: Vec<String> = patterns
                     .iter()
-                    .flat_map(|p| [format!("arn:aws:s3:::{p}"), format!("arn:aws:s3:::{p}/*")])
+                    .map(|p| format!("\"arn:aws:s3:::{p}\",\"arn:aws:s3:::{p}/*\""))
                     .collect();
-                serde_json::json!({"Version": "2012-10-17", "Statement": [
-                    {"Effect": "Allow", "Action": ["s3:*"], "Resource": resources}]})
-                .to_string()
+                format!(
+                    "{{\"Version\":\"2012-10-17\",\"Statement\":[{{\"Effect\":\"Allow\",\"Action\":[\"s3:*\"],\"Resource\":[{}]}}]}}",
+                    resources.join(",")
+                )
             }
             // Tenant names are [a-z0-9.-]: nothing to escape in JSON or an ARN.
             None => self.policy_template.replace(TENANT_PLACEHOLDER, tenant),

@@ -214,7 +214,7 @@ pub fn container_expiration(rfc3339: &str) -> Result<String, ExpirationError> {
 }
 
 /// Append `s` as a JSON string the way Python's `json.dumps` (with `ensure_ascii`) writes it.
-fn push_json_string(out: &mut String, s: &str) {
+pub(crate) fn push_json_string(out: &mut String, s: &str) {
     out.push('"');
     for ch in s.chars() {
         match ch {

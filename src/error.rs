@@ -1,6 +1,8 @@
 //! Every way a request can end short of a 201, and the one place each maps to an HTTP answer.
 //! Bodies and headers never carry the token, a key or anything RGW returned but its error code.
 
+use crate::credentials::push_json_string;
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Error {
     /// The request contradicts itself (e.g. `?tenant=` and `Cray-Tenant-Name` differ).
@@ -119,20 +121,25 @@ impl Error {
             }
             _ => {}
         }
-        let mut body = serde_json::json!({
-            "detail": self.detail(),
-            "status": status,
-            "title": title(status),
-            "type": "about:blank",
-        });
-        if let (Error::Rgw { code, .. }, Some(map)) = (self, body.as_object_mut()) {
-            map.insert("code".into(), serde_json::Value::String(code.clone()));
+        // Compact JSON, keys in sorted order (as serde_json printed it before), written by hand:
+        // no JSON tree and no number formatting in the module.
+        let mut body = String::with_capacity(160);
+        body.push('{');
+        if let Error::Rgw { code, .. } = self {
+            body.push_str("\"code\":");
+            push_json_string(&mut body, code);
+            body.push(',');
         }
+        body.push_str("\"detail\":");
+        push_json_string(&mut body, &self.detail());
+        body.push_str(&format!(",\"status\":{status},\"title\":"));
+        push_json_string(&mut body, title(status));
+        body.push_str(",\"type\":\"about:blank\"}");
         Reply {
             status,
             reason: self.reason(),
             headers,
-            body: body.to_string().into_bytes(),
+            body: body.into_bytes(),
         }
     }
 }

@@ -25,6 +25,7 @@ pub mod credentials;
 mod credentials_endpoint_tests;
 pub mod error;
 pub mod extract;
+pub mod fifo;
 pub mod flow;
 pub mod host;
 pub mod jwks;

@@ -232,8 +232,9 @@ impl Gateway {
     ) -> Action {
         match ask_of(headers, self.config().max_token_bytes, endpoint) {
             Ok(ask) => {
+                // The request's one clock read.
                 let now = host.now_ms();
-                self.verify(host, ctx, ask, now, Wait::Allowed);
+                self.verify(host, ctx, ask, now, now, Wait::Allowed);
             }
             Err(e) => {
                 let reply = self.worker.reply(&e);
@@ -250,10 +251,10 @@ impl Gateway {
         ctx: ContextId,
         ask: Ask,
         started_ms: u64,
+        now: u64,
         wait: Wait,
     ) {
         self.verifications += 1;
-        let now = host.now_ms();
         let endpoint = ask.endpoint;
         let unique = started_ms.wrapping_mul(1_000_003) ^ u64::from(ctx).rotate_left(40);
         match self.worker.mint(&*host, &ask, now, unique, wait) {
@@ -311,6 +312,7 @@ impl Gateway {
                     None,
                     &Ok(creds),
                     "reused",
+                    now,
                 );
                 return;
             }
@@ -379,7 +381,7 @@ impl Gateway {
                     "sts-gateway: cannot dispatch to RGW cluster {:?}",
                     callout.cluster
                 );
-                self.sts_done(host, None, entry, StsAnswer::DispatchFailed);
+                self.sts_done(host, entry, StsAnswer::DispatchFailed);
             }
         }
     }
@@ -417,7 +419,7 @@ impl Gateway {
                     body_size,
                 },
             };
-            self.sts_done(host, Some(token), call, answer);
+            self.sts_done(host, call, answer);
         }
     }
 
@@ -554,7 +556,7 @@ impl Gateway {
                     body: b"",
                     body_size: 0,
                 };
-                self.sts_done(host, Some(token), call, timeout);
+                self.sts_done(host, call, timeout);
             }
         }
     }
@@ -589,7 +591,7 @@ impl Gateway {
             let wait = Wait::Over {
                 keys_changed: due.generation != generation,
             };
-            self.verify(host, due.ctx, due.ask, due.started_ms, wait);
+            self.verify(host, due.ctx, due.ask, due.started_ms, now, wait);
         }
         let more = self.parking.any_due(now, self.worker.keys_generation());
         self.tick_fast(host, more);
@@ -602,21 +604,14 @@ impl Gateway {
         }
     }
 
-    fn sts_done<H: Host>(
-        &mut self,
-        host: &mut H,
-        token: Option<CalloutToken>,
-        call: Call,
-        answer: StsAnswer<'_>,
-    ) {
+    fn sts_done<H: Host>(&mut self, host: &mut H, call: Call, answer: StsAnswer<'_>) {
         let rgw_status = match &answer {
             StsAnswer::Answered { status, .. } => Some(*status),
             _ => None,
         };
+        let now = host.now_ms();
         host.metric(Metric::RgwAnswer { status: rgw_status });
-        host.metric(Metric::RgwLatencyMs(
-            host.now_ms().saturating_sub(call.started_ms),
-        ));
+        host.metric(Metric::RgwLatencyMs(now.saturating_sub(call.started_ms)));
         let creds = self.worker.sts_credentials(answer);
         if let (Ok(c), Some(store), Some(key)) = (&creds, self.reuse.as_mut(), call.reuse_key) {
             let lifetime_ms = u64::from(self.worker.config.rgw.duration_seconds) * 1000;
@@ -626,7 +621,6 @@ impl Gateway {
                 call.dispatched_ms.saturating_add(lifetime_ms),
             );
         }
-        let _ = token;
         self.answer_one(
             host,
             call.ctx,
@@ -639,6 +633,7 @@ impl Gateway {
             rgw_status,
             &creds,
             "minted",
+            now,
         );
         for w in &call.waiters {
             self.call_of.remove(&w.ctx);
@@ -654,6 +649,7 @@ impl Gateway {
                 rgw_status,
                 &creds,
                 "coalesced",
+                now,
             );
         }
     }
@@ -674,6 +670,7 @@ impl Gateway {
         rgw_status: Option<u16>,
         creds: &Result<AssumedCredentials, Error>,
         success: &'static str,
+        now: u64,
     ) {
         let outcome = creds
             .as_ref()
@@ -700,7 +697,7 @@ impl Gateway {
             reply.status,
             reason,
             rgw_status.map_or("-".to_string(), |s| s.to_string()),
-            host.now_ms().saturating_sub(started_ms),
+            now.saturating_sub(started_ms),
             request_id,
             endpoint.as_str()
         );

@@ -1,8 +1,9 @@
 //! Requests waiting for keys: their `kid` is unknown and a JWKS fetch (running, or the next one
 //! the refetch budget allows) may publish it. Bounded in count and in bytes; each keeps only
 //! what verifying it again needs ([`Ask`]), never the request's headers.
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 
+use crate::fifo::Fifo;
 use crate::host::ContextId;
 use crate::route::Endpoint;
 
@@ -57,14 +58,13 @@ pub struct Due {
 #[derive(Debug, PartialEq, Eq)]
 pub struct Full;
 
-/// `by_seq` and `by_ctx` always index the same requests: every removal goes through
-/// [`Parking::remove_seq`].
+/// `requests` and `order` always hold the same streams: every removal goes through both.
 pub struct Parking {
     limits: Limits,
     bytes: usize,
-    next_seq: u64,
-    by_seq: BTreeMap<u64, Parked>,
-    by_ctx: HashMap<ContextId, u64>,
+    requests: HashMap<ContextId, Parked>,
+    /// Arrival order (oldest first).
+    order: Fifo<ContextId>,
 }
 
 impl Parking {
@@ -72,36 +72,33 @@ impl Parking {
         Parking {
             limits,
             bytes: 0,
-            next_seq: 0,
-            by_seq: BTreeMap::new(),
-            by_ctx: HashMap::new(),
+            requests: HashMap::new(),
+            order: Fifo::default(),
         }
     }
 
     pub fn len(&self) -> usize {
-        self.by_seq.len()
+        self.requests.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.by_seq.is_empty()
+        self.requests.is_empty()
     }
 
     pub fn contains(&self, ctx: ContextId) -> bool {
-        self.by_ctx.contains_key(&ctx)
+        self.requests.contains_key(&ctx)
     }
 
     pub fn bytes(&self) -> usize {
         self.bytes
     }
 
-    /// Both indexes agree (for the property tests).
+    /// Both indexes agree and the byte count is exact (for the property tests).
     pub fn consistent(&self) -> bool {
-        self.by_seq.len() == self.by_ctx.len()
-            && self
-                .by_ctx
-                .iter()
-                .all(|(ctx, seq)| self.by_seq.get(seq).is_some_and(|p| p.ctx == *ctx))
-            && self.bytes == self.by_seq.values().map(|p| p.ask.bytes()).sum::<usize>()
+        self.order.len() == self.requests.len()
+            && self.requests.keys().all(|c| self.order.contains(c))
+            && self.bytes == self.requests.values().map(|p| p.ask.bytes()).sum::<usize>()
+            && self.order.queue_len() <= 2 * self.order.len() + 17
     }
 
     /// Parks a request until the keys move past `generation` or `deadline_ms` passes.
@@ -114,17 +111,15 @@ impl Parking {
         deadline_ms: u64,
     ) -> Result<(), Full> {
         let bytes = ask.bytes();
-        if self.by_ctx.contains_key(&ctx)
-            || self.by_seq.len() >= self.limits.max_requests
+        if self.requests.contains_key(&ctx)
+            || self.requests.len() >= self.limits.max_requests
             || self.bytes.saturating_add(bytes) > self.limits.max_bytes
         {
             return Err(Full);
         }
-        let seq = self.next_seq;
-        self.next_seq = self.next_seq.wrapping_add(1);
-        self.by_ctx.insert(ctx, seq);
-        self.by_seq.insert(
-            seq,
+        self.order.push(ctx);
+        self.requests.insert(
+            ctx,
             Parked {
                 ctx,
                 ask,
@@ -139,13 +134,7 @@ impl Parking {
 
     /// The client left: forget its request. `true` if it was parked.
     pub fn leave(&mut self, ctx: ContextId) -> bool {
-        match self.by_ctx.get(&ctx).copied() {
-            Some(seq) => {
-                self.remove_seq(seq);
-                true
-            }
-            None => false,
-        }
+        self.remove(ctx).is_some()
     }
 
     /// Up to `max` due requests, oldest first. Requests park in arrival order with the same
@@ -154,34 +143,33 @@ impl Parking {
     pub fn take_due(&mut self, now_ms: u64, generation: u64, max: usize) -> Vec<Due> {
         let mut due = Vec::new();
         for _ in 0..max {
-            let Some((&seq, first)) = self.by_seq.first_key_value() else {
+            if !self.any_due(now_ms, generation) {
+                break;
+            }
+            let Some(p) = self.order.oldest().and_then(|ctx| self.remove(ctx)) else {
                 break;
             };
-            if first.generation == generation && now_ms < first.deadline_ms {
-                break;
-            }
-            if let Some(p) = self.remove_seq(seq) {
-                due.push(Due {
-                    ctx: p.ctx,
-                    ask: p.ask,
-                    started_ms: p.started_ms,
-                    generation: p.generation,
-                });
-            }
+            due.push(Due {
+                ctx: p.ctx,
+                ask: p.ask,
+                started_ms: p.started_ms,
+                generation: p.generation,
+            });
         }
         due
     }
 
     /// Whether [`Parking::take_due`] would return something now.
-    pub fn any_due(&self, now_ms: u64, generation: u64) -> bool {
-        self.by_seq
-            .first_key_value()
-            .is_some_and(|(_, p)| p.generation != generation || now_ms >= p.deadline_ms)
+    pub fn any_due(&mut self, now_ms: u64, generation: u64) -> bool {
+        self.order
+            .oldest()
+            .and_then(|ctx| self.requests.get(&ctx))
+            .is_some_and(|p| p.generation != generation || now_ms >= p.deadline_ms)
     }
 
-    fn remove_seq(&mut self, seq: u64) -> Option<Parked> {
-        let p = self.by_seq.remove(&seq)?;
-        self.by_ctx.remove(&p.ctx);
+    fn remove(&mut self, ctx: ContextId) -> Option<Parked> {
+        let p = self.requests.remove(&ctx)?;
+        self.order.remove(&ctx);
         self.bytes = self.bytes.saturating_sub(p.ask.bytes());
         Some(p)
     }

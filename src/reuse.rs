@@ -3,13 +3,14 @@
 //! scope) while enough of their lifetime remains. Per worker, bounded in entries (and so in
 //! bytes: RGW's credentials are a few hundred bytes), never in shared data (they are secrets),
 //! and gone with the configuration (a new configuration builds a new gateway).
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
+
+use crate::fifo::Fifo;
 
 use crate::sts_response::AssumedCredentials;
 use crate::token_cache::TokenDigest;
 
 struct Stored {
-    seq: u64,
     creds: AssumedCredentials,
     expires_ms: u64,
 }
@@ -17,10 +18,9 @@ struct Stored {
 pub struct ReuseStore {
     max_entries: usize,
     min_remaining_ms: u64,
-    next_seq: u64,
     entries: HashMap<TokenDigest, Stored>,
     /// Insertion order (oldest first); always the same keys as `entries`.
-    order: BTreeMap<u64, TokenDigest>,
+    order: Fifo<TokenDigest>,
 }
 
 /// Longest credentials kept (RGW's are ~460 bytes); longer ones are not stored.
@@ -31,9 +31,8 @@ impl ReuseStore {
         ReuseStore {
             max_entries,
             min_remaining_ms: min_remaining_seconds.saturating_mul(1000),
-            next_seq: 0,
             entries: HashMap::new(),
-            order: BTreeMap::new(),
+            order: Fifo::default(),
         }
     }
 
@@ -47,10 +46,7 @@ impl ReuseStore {
 
     pub fn consistent(&self) -> bool {
         self.order.len() == self.entries.len()
-            && self
-                .order
-                .iter()
-                .all(|(seq, k)| self.entries.get(k).is_some_and(|e| e.seq == *seq))
+            && self.entries.keys().all(|k| self.order.contains(k))
     }
 
     /// Credentials for `key` with at least the configured lifetime left at `now_ms`.
@@ -72,28 +68,19 @@ impl ReuseStore {
             return;
         }
         self.remove(&key);
-        let seq = self.next_seq;
-        self.next_seq = self.next_seq.wrapping_add(1);
-        self.order.insert(seq, key);
-        self.entries.insert(
-            key,
-            Stored {
-                seq,
-                creds,
-                expires_ms,
-            },
-        );
+        self.order.push(key);
+        self.entries.insert(key, Stored { creds, expires_ms });
         // One insert adds one entry: at most one eviction.
         if self.entries.len() > self.max_entries {
-            if let Some((_, oldest)) = self.order.pop_first() {
+            if let Some(oldest) = self.order.pop_oldest() {
                 self.entries.remove(&oldest);
             }
         }
     }
 
     fn remove(&mut self, key: &TokenDigest) {
-        if let Some(e) = self.entries.remove(key) {
-            self.order.remove(&e.seq);
+        if self.entries.remove(key).is_some() {
+            self.order.remove(key);
         }
     }
 }

@@ -2,7 +2,9 @@
 //! RSA check (about 0.5 ms in V8) is done once per token. Keyed by SHA-256 of the token, bounded,
 //! never used past the token's `exp`, and dropped when the key that verified it leaves the JWKS.
 //! The caller still runs the claim checks and rules on every hit; failures are never inserted.
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
+
+use crate::fifo::Fifo;
 
 use sha2::{Digest, Sha256};
 
@@ -18,7 +20,6 @@ pub fn digest(token: &str) -> TokenDigest {
 const ENTRY_OVERHEAD: usize = 160;
 
 struct Entry {
-    seq: u64,
     bytes: usize,
     verified: Verified,
 }
@@ -29,10 +30,9 @@ pub struct TokenCache {
     capacity: usize,
     max_bytes: usize,
     bytes: usize,
-    next_seq: u64,
     entries: HashMap<TokenDigest, Entry>,
     /// Insertion order (oldest first), for eviction.
-    order: BTreeMap<u64, TokenDigest>,
+    order: Fifo<TokenDigest>,
 }
 
 impl TokenCache {
@@ -41,9 +41,8 @@ impl TokenCache {
             capacity,
             max_bytes,
             bytes: 0,
-            next_seq: 0,
             entries: HashMap::new(),
-            order: BTreeMap::new(),
+            order: Fifo::default(),
         }
     }
 
@@ -88,17 +87,8 @@ impl TokenCache {
             return 0;
         }
         self.remove(&key);
-        let seq = self.next_seq;
-        self.next_seq = self.next_seq.wrapping_add(1);
-        self.order.insert(seq, key);
-        self.entries.insert(
-            key,
-            Entry {
-                seq,
-                bytes,
-                verified,
-            },
-        );
+        self.order.push(key);
+        self.entries.insert(key, Entry { bytes, verified });
         self.bytes = self.bytes.saturating_add(bytes);
         let mut evicted = 0;
         // Each pass removes one entry, so this ends after at most `len` passes.
@@ -106,7 +96,7 @@ impl TokenCache {
             if self.entries.len() <= self.capacity && self.bytes <= self.max_bytes {
                 break;
             }
-            let Some((_, oldest)) = self.order.pop_first() else {
+            let Some(oldest) = self.order.pop_oldest() else {
                 break;
             };
             if let Some(e) = self.entries.remove(&oldest) {
@@ -120,13 +110,13 @@ impl TokenCache {
     /// Empties the cache (configuration change).
     pub fn clear(&mut self) {
         self.entries.clear();
-        self.order.clear();
+        self.order = Fifo::default();
         self.bytes = 0;
     }
 
     fn remove(&mut self, key: &TokenDigest) {
         if let Some(e) = self.entries.remove(key) {
-            self.order.remove(&e.seq);
+            self.order.remove(key);
             self.bytes = self.bytes.saturating_sub(e.bytes);
         }
     }
