@@ -1,5 +1,7 @@
-//! The 201 body, byte for byte as the token service this filter replaces (the HPE Cray System
-//! Management "simple token service") answers it; its clients read these five keys:
+//! The two success bodies.
+//!
+//! `PUT token`'s 201, byte for byte as the token service this filter replaces (the HPE Cray
+//! System Management "simple token service") answers it; its clients read these five keys:
 //!
 //! `{"Credentials": {"AccessKeyId": "..", "EndpointURL": "..", "Expiration": "..",
 //! "SecretAccessKey": "..", "SessionToken": ".."}}`
@@ -7,6 +9,13 @@
 //! Written by hand to match Python's `json.dumps` byte for byte: `", "` and `": "` separators,
 //! keys in this order, non-ASCII escaped as `\uXXXX`. `Expiration` is RGW's RFC 3339 UTC time
 //! turned into Python's `isoformat()` shape: 6 fractional digits (truncated) and `+00:00`.
+//!
+//! `GET credentials`'s 200, the AWS container-credentials format every AWS SDK refreshes from
+//! (what their container credentials provider reads):
+//!
+//! `{"AccessKeyId": "..", "SecretAccessKey": "..", "Token": "..", "Expiration": "2026-11-30T22:45:49Z"}`
+//!
+//! `Expiration` there is RGW's time in whole seconds, truncated (never later than RGW's).
 
 use core::fmt;
 
@@ -86,11 +95,20 @@ fn days_in_month(year: u32, month: u32) -> u32 {
     }
 }
 
-/// `2026-11-30T00:57:59.260716106Z` → `2026-11-30T00:57:59.260716+00:00`.
-///
+/// An RFC 3339 UTC time, validated, with its fraction kept as 6 digits (truncated).
+struct UtcTime {
+    year: u32,
+    month: u32,
+    day: u32,
+    hour: u32,
+    minute: u32,
+    second: u32,
+    micros: String,
+}
+
 /// Accepts RFC 3339 UTC times: 0–9 fractional digits (padded or truncated to 6), `Z`, `z` or
 /// `+00:00`, `T` or `t`; seconds up to 60 (RFC 3339 allows a leap second).
-pub fn convert_expiration(rfc3339: &str) -> Result<String, ExpirationError> {
+fn parse_utc(rfc3339: &str) -> Result<UtcTime, ExpirationError> {
     let mut c = Cursor {
         bytes: rfc3339.as_bytes(),
         pos: 0,
@@ -147,8 +165,51 @@ pub fn convert_expiration(rfc3339: &str) -> Result<String, ExpirationError> {
     {
         return Err(ExpirationError::Range);
     }
+    Ok(UtcTime {
+        year,
+        month,
+        day,
+        hour,
+        minute,
+        second,
+        micros,
+    })
+}
+
+/// `2026-11-30T00:57:59.260716106Z` → `2026-11-30T00:57:59.260716+00:00`.
+///
+/// Accepts what [`parse_utc`] accepts.
+pub fn convert_expiration(rfc3339: &str) -> Result<String, ExpirationError> {
+    let UtcTime {
+        year,
+        month,
+        day,
+        hour,
+        minute,
+        second,
+        micros,
+    } = parse_utc(rfc3339)?;
     Ok(format!(
         "{year:04}-{month:02}-{day:02}T{hour:02}:{minute:02}:{second:02}.{micros}+00:00"
+    ))
+}
+
+/// `2026-11-30T00:57:59.260716106Z` → `2026-11-30T00:57:59Z`: whole seconds, truncated, so
+/// never later than RGW's time. A leap second (`:60`) becomes `:59`: SDKs' date parsers
+/// (Python's `datetime`) refuse second 60.
+pub fn container_expiration(rfc3339: &str) -> Result<String, ExpirationError> {
+    let UtcTime {
+        year,
+        month,
+        day,
+        hour,
+        minute,
+        second,
+        ..
+    } = parse_utc(rfc3339)?;
+    let second = second.min(59);
+    Ok(format!(
+        "{year:04}-{month:02}-{day:02}T{hour:02}:{minute:02}:{second:02}Z"
     ))
 }
 
@@ -200,6 +261,30 @@ pub fn response_body(
         push_json_string(&mut out, value);
     }
     out.push_str("}}");
+    Ok(out)
+}
+
+/// The container-credentials 200 body. Fails only when RGW's `Expiration` is not an RFC 3339
+/// UTC time.
+pub fn container_body(creds: &AssumedCredentials) -> Result<String, ExpirationError> {
+    let expiration = container_expiration(&creds.expiration)?;
+    let fields: [(&str, &str); 4] = [
+        ("AccessKeyId", &creds.access_key_id),
+        ("SecretAccessKey", &creds.secret_access_key),
+        ("Token", &creds.session_token),
+        ("Expiration", &expiration),
+    ];
+    let mut out = String::with_capacity(80 + fields.iter().map(|(_, v)| v.len()).sum::<usize>());
+    out.push('{');
+    for (i, (key, value)) in fields.iter().enumerate() {
+        if i > 0 {
+            out.push_str(", ");
+        }
+        push_json_string(&mut out, key);
+        out.push_str(": ");
+        push_json_string(&mut out, value);
+    }
+    out.push('}');
     Ok(out)
 }
 
@@ -356,6 +441,62 @@ mod tests {
         ];
         for (input, want) in bad {
             assert_eq!(convert_expiration(input), Err(want), "{input:?}");
+        }
+    }
+
+    #[test]
+    fn container_body_format() {
+        let body = container_body(&creds("2026-11-30T22:45:49.260716106Z")).unwrap();
+        assert_eq!(
+            body,
+            "{\"AccessKeyId\": \"KtSRFzmAkoDfgCnBLYt\", \"SecretAccessKey\": \"6CD15abc/def+ghi=\", \
+             \"Token\": \"qbwVtoken==\", \"Expiration\": \"2026-11-30T22:45:49Z\"}"
+        );
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        let o = v.as_object().unwrap();
+        assert_eq!(o.len(), 4);
+        assert!(!o.contains_key("SessionToken"), "the SDKs read Token");
+        assert_eq!(v["Token"], "qbwVtoken==");
+        let mut c = creds("2026-11-30T00:57:59Z");
+        c.session_token = "a\"b\\c\u{0}\u{e9}".into();
+        let body = container_body(&c).unwrap();
+        assert!(body.is_ascii());
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(v["Token"], "a\"b\\c\u{0}\u{e9}");
+        assert_eq!(
+            container_body(&creds("tomorrow")),
+            Err(ExpirationError::Format)
+        );
+    }
+
+    #[test]
+    fn container_expiration_conversions() {
+        let ok = [
+            ("2026-11-30T22:45:49.260716106Z", "2026-11-30T22:45:49Z"), // RGW
+            ("2026-11-30T22:45:49.999999999Z", "2026-11-30T22:45:49Z"), // truncated, not rounded
+            ("2026-11-30T22:45:49Z", "2026-11-30T22:45:49Z"),
+            ("2026-11-30t22:45:49.5z", "2026-11-30T22:45:49Z"),
+            ("2026-11-30T22:45:49+00:00", "2026-11-30T22:45:49Z"),
+            ("2024-02-29T23:59:59.9Z", "2024-02-29T23:59:59Z"),
+            ("2016-12-31T23:59:60.5Z", "2016-12-31T23:59:59Z"), // leap second
+        ];
+        for (input, want) in ok {
+            assert_eq!(container_expiration(input).as_deref(), Ok(want), "{input}");
+        }
+        // Exactly what the token route refuses.
+        for bad in [
+            "",
+            "2026-11-30T22:45:49",
+            "2026-11-30T22:45:49+01:00",
+            "2026-11-31T22:45:49Z",
+            "2026-11-30T22:45:49.1234567890Z",
+        ] {
+            assert_eq!(
+                container_expiration(bad),
+                convert_expiration(bad).map(|_| String::new()),
+                "{bad}"
+            );
+            assert!(container_expiration(bad).is_err());
         }
     }
 

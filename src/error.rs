@@ -5,6 +5,8 @@ use crate::credentials::push_json_string;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Error {
+    /// The request contradicts itself (e.g. `?tenant=` and `Cray-Tenant-Name` differ).
+    BadRequest(&'static str),
     NotFound,
     MethodNotAllowed {
         allow: &'static str,
@@ -41,6 +43,7 @@ impl Error {
     /// Short stable label for metrics and the access log.
     pub fn reason(&self) -> &'static str {
         match self {
+            Error::BadRequest(_) => "bad_request",
             Error::NotFound => "not_found",
             Error::MethodNotAllowed { .. } => "method_not_allowed",
             Error::MissingToken => "missing",
@@ -57,6 +60,7 @@ impl Error {
 
     pub fn status(&self) -> u32 {
         match self {
+            Error::BadRequest(_) => 400,
             Error::NotFound => 404,
             Error::MethodNotAllowed { .. } => 405,
             Error::MissingToken | Error::InvalidToken(_) | Error::Expired => 401,
@@ -69,6 +73,7 @@ impl Error {
 
     fn detail(&self) -> String {
         match self {
+            Error::BadRequest(why) => format!("bad request: {why}"),
             Error::NotFound => "no such endpoint".into(),
             Error::MethodNotAllowed { allow } => format!("method not allowed; use {allow}"),
             Error::MissingToken => "a bearer token is required".into(),
@@ -141,6 +146,7 @@ impl Error {
 
 fn title(status: u32) -> &'static str {
     match status {
+        400 => "Bad Request",
         401 => "Unauthorized",
         403 => "Forbidden",
         404 => "Not Found",
@@ -186,6 +192,23 @@ mod tests {
         assert_eq!(Error::RgwUnavailable.reply("r").status, 503);
         assert_eq!(Error::RgwBadAnswer("x").reply("r").status, 502);
         assert_eq!(Error::NotFound.reply("r").status, 404);
+    }
+
+    #[test]
+    fn bad_request() {
+        let a = Error::BadRequest("tenant query parameter and Cray-Tenant-Name differ").reply("r");
+        assert_eq!((a.status, a.reason), (400, "bad_request"));
+        assert_eq!(header(&a, "content-type"), Some("application/problem+json"));
+        assert_eq!(header(&a, "cache-control"), Some("no-store"));
+        assert_eq!(header(&a, "www-authenticate"), None);
+        let v: serde_json::Value = serde_json::from_slice(&a.body).unwrap();
+        assert_eq!(v["status"], 400);
+        assert_eq!(v["title"], "Bad Request");
+        assert_eq!(v["type"], "about:blank");
+        assert_eq!(
+            v["detail"],
+            "bad request: tenant query parameter and Cray-Tenant-Name differ"
+        );
     }
 
     #[test]

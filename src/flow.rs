@@ -13,6 +13,7 @@ use crate::host::Callout;
 use crate::jwks::KeySet;
 use crate::jwks_store::{JwksStore, SharedStore, Timing};
 use crate::parking::Ask;
+use crate::route::Endpoint;
 use crate::session::session_name;
 use crate::sigv4::SigningKeyCache;
 use crate::sts_request::{self, AssumeRoleParams};
@@ -453,10 +454,16 @@ impl Worker {
         }
     }
 
-    /// RGW's answer (or its absence) → the client's answer.
+    /// RGW's answer (or its absence) → the token route's answer.
     pub fn sts_reply(&self, answer: StsAnswer<'_>) -> Result<Reply, Error> {
+        self.sts_reply_for(Endpoint::Token, answer)
+    }
+
+    /// RGW's answer (or its absence) → the answer of the endpoint the request came through:
+    /// `PUT token`'s 201 or `GET credentials`'s 200. Errors are the same for both.
+    pub fn sts_reply_for(&self, endpoint: Endpoint, answer: StsAnswer<'_>) -> Result<Reply, Error> {
         self.sts_credentials(answer)
-            .and_then(|creds| self.credentials_reply(&creds))
+            .and_then(|creds| self.credentials_reply_for(endpoint, &creds))
     }
 
     /// RGW's answer (or its absence) → the credentials, or why there are none.
@@ -487,12 +494,29 @@ impl Worker {
         }
     }
 
-    /// The client's 201 for these credentials.
+    /// The token route's 201 for these credentials.
     pub fn credentials_reply(&self, creds: &AssumedCredentials) -> Result<Reply, Error> {
-        let body = credentials::response_body(creds, &self.config.rgw.endpoint_url)
-            .map_err(|_| Error::RgwBadAnswer("Expiration is not an RFC 3339 UTC time"))?;
+        self.credentials_reply_for(Endpoint::Token, creds)
+    }
+
+    /// The answer for these credentials of the endpoint the request came through: `PUT token`'s
+    /// 201 or `GET credentials`'s 200.
+    pub fn credentials_reply_for(
+        &self,
+        endpoint: Endpoint,
+        creds: &AssumedCredentials,
+    ) -> Result<Reply, Error> {
+        let (status, body) = match endpoint {
+            Endpoint::Token => (
+                201,
+                credentials::response_body(creds, &self.config.rgw.endpoint_url),
+            ),
+            Endpoint::Credentials => (200, credentials::container_body(creds)),
+        };
+        let body =
+            body.map_err(|_| Error::RgwBadAnswer("Expiration is not an RFC 3339 UTC time"))?;
         Ok(Reply {
-            status: 201,
+            status,
             reason: "minted",
             headers: vec![
                 ("content-type", "application/json".into()),
@@ -568,6 +592,7 @@ mod tests {
             token: token.to_string(),
             tenant: None,
             request_id: "-".into(),
+            endpoint: Endpoint::Token,
         }
     }
 
@@ -840,6 +865,22 @@ mod tests {
             "{\"Credentials\": {\"AccessKeyId\": \"nEffVHB6D9aV8oNWipJ\", \"EndpointURL\": \"http://rgw.local:8080\", \"Expiration\": \"2026-11-30T00:57:59.260716+00:00\", \"SecretAccessKey\": \"EJBVsecret\", \"SessionToken\": \"7MSXtoken\"}}"
         );
         assert!(ok.headers.contains(&("cache-control", "no-store".into())));
+        let creds = w
+            .sts_reply_for(
+                Endpoint::Credentials,
+                StsAnswer::Answered {
+                    status: 200,
+                    body: OK_XML.as_bytes(),
+                    body_size: OK_XML.len(),
+                },
+            )
+            .unwrap();
+        assert_eq!((creds.status, creds.reason), (200, "minted"));
+        assert_eq!(
+            String::from_utf8(creds.body).unwrap(),
+            "{\"AccessKeyId\": \"nEffVHB6D9aV8oNWipJ\", \"SecretAccessKey\": \"EJBVsecret\", \"Token\": \"7MSXtoken\", \"Expiration\": \"2026-11-30T00:57:59Z\"}"
+        );
+        assert_eq!(creds.headers, ok.headers);
         let denied = "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Error><Code>AccessDenied</Code><Message></Message><RequestId>x</RequestId><HostId>y</HostId></Error>";
         let answered = |status: u16, body: &str| {
             w.sts_reply(StsAnswer::Answered {
@@ -879,6 +920,32 @@ mod tests {
             .unwrap_err()
             .status(),
             502
+        );
+        // Every failure is the same error on both endpoints (same status and body).
+        let bad_time = OK_XML.replace("2026-11-30T00:57:59.260716106Z", "soon");
+        for (status, body) in [
+            (403, denied),
+            (503, "no healthy upstream"),
+            (504, "x"),
+            (500, "boom"),
+            (200, "<garbage"),
+            (200, bad_time.as_str()),
+        ] {
+            let answer = || StsAnswer::Answered {
+                status,
+                body: body.as_bytes(),
+                body_size: body.len(),
+            };
+            let token = w.sts_reply(answer()).unwrap_err();
+            assert_eq!(
+                w.sts_reply_for(Endpoint::Credentials, answer()),
+                Err(token),
+                "{status} {body}"
+            );
+        }
+        assert_eq!(
+            w.sts_reply_for(Endpoint::Credentials, StsAnswer::Reset),
+            w.sts_reply(StsAnswer::Reset)
         );
     }
 }

@@ -21,6 +21,8 @@
 pub mod authorize;
 pub mod config;
 pub mod credentials;
+#[cfg(test)]
+mod credentials_endpoint_tests;
 pub mod error;
 pub mod extract;
 pub mod fifo;

@@ -9,7 +9,8 @@
 //!  headers → verify ──── kid unknown, a fetch may publish it ──→ parked ─┤ keys changed or
 //!            │                  (self.parking)                    │      │ wait over: verify
 //!            │                                                    ▼      │ again, never parks twice
-//!            └── verified + authorized → calling STS (self.calls) → reply 201/502/503/504
+//!            └── verified + authorized → calling STS (self.calls) → reply 201 (token) or 200
+//!                                                                  (credentials), 502/503/504
 //!  client gone: removed from wherever it is; its callout is cancelled by Envoy.
 //! ```
 //!
@@ -20,14 +21,14 @@ use std::collections::HashMap;
 
 use crate::config::Config;
 use crate::error::{Error, Reply};
-use crate::extract::bearer_token;
+use crate::extract::{bearer_token, container_token};
 use crate::flow::{Step, StsAnswer, StsCall, Wait, Worker};
 use crate::host::{Callout, CalloutToken, ContextId, DispatchError, Host};
 use crate::metrics::Metric;
 use crate::parking::{Ask, Limits, Parking};
 use crate::reuse::ReuseStore;
-use crate::route::{route, Route};
-use crate::sts_response::MAX_BODY_BYTES;
+use crate::route::{route, Endpoint, Route};
+use crate::sts_response::{AssumedCredentials, MAX_BODY_BYTES};
 use crate::token_cache::TokenDigest;
 use crate::vm_memory;
 
@@ -68,6 +69,7 @@ struct Call {
     session: String,
     tenant: Option<String>,
     request_id: String,
+    endpoint: Endpoint,
     started_ms: u64,
     dispatched_ms: u64,
     deadline_ms: u64,
@@ -83,6 +85,8 @@ struct Waiter {
     ctx: ContextId,
     request_id: String,
     started_ms: u64,
+    /// Its answer's format: waiters of one call may have come through either endpoint.
+    endpoint: Endpoint,
 }
 
 /// A JWKS fetch in flight (always the root context's, so no client can cancel it).
@@ -211,17 +215,32 @@ impl Gateway {
             Route::MethodNotAllowed { allow } => {
                 self.worker.reply(&Error::MethodNotAllowed { allow })
             }
-            Route::Token => match ask_of(headers, self.config().max_token_bytes) {
-                Ok(ask) => {
-                    // The request's one clock read.
-                    let now = host.now_ms();
-                    self.verify(host, ctx, ask, now, now, Wait::Allowed);
-                    return Action::Pause;
-                }
-                Err(e) => self.worker.reply(&e),
-            },
+            Route::Token => return self.start(host, ctx, headers, Endpoint::Token),
+            Route::Credentials => return self.start(host, ctx, headers, Endpoint::Credentials),
         };
-        end(host, ctx, &reply);
+        end(host, ctx, &reply, None);
+        Action::Pause
+    }
+
+    /// A minting request (either endpoint): what it asks for, then its first verification.
+    fn start<H: Host>(
+        &mut self,
+        host: &mut H,
+        ctx: ContextId,
+        headers: &[(String, String)],
+        endpoint: Endpoint,
+    ) -> Action {
+        match ask_of(headers, self.config().max_token_bytes, endpoint) {
+            Ok(ask) => {
+                // The request's one clock read.
+                let now = host.now_ms();
+                self.verify(host, ctx, ask, now, now, Wait::Allowed);
+            }
+            Err(e) => {
+                let reply = self.worker.reply(&e);
+                end(host, ctx, &reply, Some(endpoint));
+            }
+        }
         Action::Pause
     }
 
@@ -236,10 +255,11 @@ impl Gateway {
         wait: Wait,
     ) {
         self.verifications += 1;
+        let endpoint = ask.endpoint;
         let unique = started_ms.wrapping_mul(1_000_003) ^ u64::from(ctx).rotate_left(40);
         match self.worker.mint(&*host, &ask, now, unique, wait) {
             Step::Reply(reply) => {
-                end(host, ctx, &reply);
+                end(host, ctx, &reply, Some(ask.endpoint));
             }
             Step::AwaitKeys => {
                 let generation = self.worker.keys_generation();
@@ -253,7 +273,7 @@ impl Gateway {
                     let reply = self.worker.reply(&Error::InvalidToken(
                         "signing key (kid) not published by the issuer",
                     ));
-                    end(host, ctx, &reply);
+                    end(host, ctx, &reply, Some(endpoint));
                     return;
                 }
                 host.metric(Metric::Parked(self.parking.len() as u64));
@@ -280,17 +300,17 @@ impl Gateway {
         }
         if let (Some(store), Some(key)) = (self.reuse.as_mut(), call.reuse_key) {
             if let Some(creds) = store.get(&key, now) {
-                let outcome = self.worker.credentials_reply(&creds);
                 self.answer_one(
                     host,
                     ctx,
+                    ask.endpoint,
                     &call.caller,
                     &call.session,
                     call.tenant.as_deref(),
                     &ask.request_id,
                     started_ms,
                     None,
-                    &outcome,
+                    &Ok(creds),
                     "reused",
                     now,
                 );
@@ -303,6 +323,7 @@ impl Gateway {
                         ctx,
                         request_id: ask.request_id.clone(),
                         started_ms,
+                        endpoint: ask.endpoint,
                     });
                     if let Some(token) = self.minting.get(&key) {
                         self.call_of.insert(ctx, *token);
@@ -317,6 +338,7 @@ impl Gateway {
             session: call.session,
             tenant: call.tenant,
             request_id: ask.request_id.clone(),
+            endpoint: ask.endpoint,
             started_ms,
             dispatched_ms: now,
             deadline_ms: now
@@ -345,7 +367,7 @@ impl Gateway {
                 self.calls.insert(token, entry);
             }
             Err(DispatchError::StreamGone) => {
-                host.metric(Metric::Ended("client_gone"));
+                count(host, "client_gone", Some(entry.endpoint));
                 // Its waiters, if any, try again on the next tick.
                 if !entry.waiters.is_empty() {
                     entry.ctx = 0;
@@ -452,6 +474,7 @@ impl Gateway {
                 call.ctx = w.ctx;
                 call.request_id = w.request_id;
                 call.started_ms = w.started_ms;
+                call.endpoint = w.endpoint;
                 break;
             }
             if call.ctx == 0 {
@@ -598,17 +621,17 @@ impl Gateway {
                 call.dispatched_ms.saturating_add(lifetime_ms),
             );
         }
-        let outcome = creds.and_then(|c| self.worker.credentials_reply(&c));
         self.answer_one(
             host,
             call.ctx,
+            call.endpoint,
             &call.caller,
             &call.session,
             call.tenant.as_deref(),
             &call.request_id,
             call.started_ms,
             rgw_status,
-            &outcome,
+            &creds,
             "minted",
             now,
         );
@@ -617,50 +640,57 @@ impl Gateway {
             self.answer_one(
                 host,
                 w.ctx,
+                w.endpoint,
                 &call.caller,
                 &call.session,
                 call.tenant.as_deref(),
                 &w.request_id,
                 w.started_ms,
                 rgw_status,
-                &outcome,
+                &creds,
                 "coalesced",
                 now,
             );
         }
     }
 
-    /// Replies to one request with `outcome` (a 201 counts as `success`) and logs its mint line.
+    /// Replies to one request with `creds` in the format of the `endpoint` it came through (a
+    /// success counts as `success`) and logs its mint line.
     #[allow(clippy::too_many_arguments)]
     fn answer_one<H: Host>(
         &self,
         host: &mut H,
         ctx: ContextId,
+        endpoint: Endpoint,
         caller: &str,
         session: &str,
         tenant: Option<&str>,
         request_id: &str,
         started_ms: u64,
         rgw_status: Option<u16>,
-        outcome: &Result<Reply, Error>,
+        creds: &Result<AssumedCredentials, Error>,
         success: &'static str,
         now: u64,
     ) {
-        let mut reply = match outcome {
+        let outcome = creds
+            .as_ref()
+            .map_err(Clone::clone)
+            .and_then(|c| self.worker.credentials_reply_for(endpoint, c));
+        let mut reply = match &outcome {
             Ok(r) => r.clone(),
             Err(e) => self.worker.reply(e),
         };
         if outcome.is_ok() {
             reply.reason = success;
         }
-        let delivered = end(host, ctx, &reply);
-        let reason = match (outcome, delivered) {
+        let delivered = end(host, ctx, &reply, Some(endpoint));
+        let reason = match (&outcome, delivered) {
             (_, false) => "client_gone",
             (Ok(_), true) => success,
             (Err(e), true) => e.reason(),
         };
         log::info!(
-            "sts-gateway: mint caller={:?} session={} tenant={} status={} outcome={} rgw_status={} latency_ms={} request_id={:?}",
+            "sts-gateway: mint caller={:?} session={} tenant={} status={} outcome={} rgw_status={} latency_ms={} request_id={:?} route={}",
             caller,
             session,
             tenant.unwrap_or("-"),
@@ -668,7 +698,8 @@ impl Gateway {
             reason,
             rgw_status.map_or("-".to_string(), |s| s.to_string()),
             now.saturating_sub(started_ms),
-            request_id
+            request_id,
+            endpoint.as_str()
         );
     }
 }
@@ -694,22 +725,49 @@ pub struct Usage {
 }
 
 /// Sends the reply and counts how the request ended; `false` if the client had gone.
-fn end<H: Host>(host: &mut H, ctx: ContextId, reply: &Reply) -> bool {
+/// `endpoint`: the minting endpoint the request came through, if any.
+fn end<H: Host>(host: &mut H, ctx: ContextId, reply: &Reply, endpoint: Option<Endpoint>) -> bool {
     let delivered = host.reply(ctx, reply);
-    host.metric(Metric::Ended(if delivered {
+    let reason = if delivered {
         reply.reason
     } else {
         "client_gone"
-    }));
+    };
+    count(host, reason, endpoint);
     delivered
+}
+
+/// Counts how a request ended: in `sts_gateway_requests_<reason>` always, and in
+/// `sts_gateway_credentials_requests_<reason>` for the credentials endpoint.
+fn count<H: Host>(host: &mut H, reason: &'static str, endpoint: Option<Endpoint>) {
+    host.metric(Metric::Ended(reason));
+    if endpoint == Some(Endpoint::Credentials) {
+        host.metric(Metric::CredentialsEnded(reason));
+    }
 }
 
 /// Longest `x-request-id` kept for the log line.
 const MAX_REQUEST_ID: usize = 128;
 
-/// What a token request needs, taken from its headers once; the headers are not kept.
-fn ask_of(headers: &[(String, String)], max_token_bytes: usize) -> Result<Ask, Error> {
-    let token = bearer_token(headers, max_token_bytes)?.to_string();
+/// Longest tenant name kept: longer than any valid one (refused by authorization), never
+/// stored whole.
+const MAX_TENANT: usize = 256;
+
+/// What a minting request needs, taken from its headers once; the headers are not kept.
+///
+/// `PUT token`: `Authorization: Bearer` (or `X-Forwarded-Access-Token`) and `Cray-Tenant-Name`.
+/// `GET credentials` also takes the bare JWT as the `Authorization` value and the tenant as
+/// `?tenant=T` (AWS SDKs cannot add headers); a tenant in both that differs is a 400.
+fn ask_of(
+    headers: &[(String, String)],
+    max_token_bytes: usize,
+    endpoint: Endpoint,
+) -> Result<Ask, Error> {
+    let token = match endpoint {
+        Endpoint::Token => bearer_token(headers, max_token_bytes)?,
+        Endpoint::Credentials => container_token(headers, max_token_bytes)?,
+    }
+    .to_string();
     let header = |name: &str| {
         headers
             .iter()
@@ -722,11 +780,75 @@ fn ask_of(headers: &[(String, String)], max_token_bytes: usize) -> Result<Ask, E
         .filter(|c| !c.is_control())
         .take(MAX_REQUEST_ID)
         .collect();
-    // Longer than any valid tenant name: refused by authorization, never stored whole.
-    let tenant = header("cray-tenant-name").map(|t| t.chars().take(256).collect());
+    let mut tenant = header("cray-tenant-name").map(str::to_string);
+    if endpoint == Endpoint::Credentials {
+        if let Some(query) = tenant_query(header(":path").unwrap_or_default())? {
+            match &tenant {
+                Some(h) if *h != query => {
+                    return Err(Error::BadRequest(
+                        "the tenant query parameter and the Cray-Tenant-Name header differ",
+                    ))
+                }
+                _ => tenant = Some(query),
+            }
+        }
+    }
+    let tenant = tenant.map(|t| t.chars().take(MAX_TENANT).collect());
     Ok(Ask {
         token,
         tenant,
         request_id,
+        endpoint,
     })
+}
+
+/// The `tenant` parameter of the path's query, percent-decoded (`+` is a space, as in forms).
+/// More than one is a 400: which one was meant is unknown.
+fn tenant_query(path: &str) -> Result<Option<String>, Error> {
+    let Some((_, query)) = path.split_once('?') else {
+        return Ok(None);
+    };
+    let query = query.split('#').next().unwrap_or_default();
+    let mut found = None;
+    for pair in query.split('&') {
+        let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+        if percent_decode(name) != "tenant" {
+            continue;
+        }
+        if found.is_some() {
+            return Err(Error::BadRequest("more than one tenant query parameter"));
+        }
+        found = Some(percent_decode(value));
+    }
+    Ok(found)
+}
+
+/// `%XX` → that byte, `+` → space; a `%` not followed by two hex digits stays as it is. Bytes
+/// that are not UTF-8 become U+FFFD (no valid tenant has them).
+fn percent_decode(s: &str) -> String {
+    let hex = |b: u8| char::from(b).to_digit(16);
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while let Some(&b) = bytes.get(i) {
+        let escaped = match (b, bytes.get(i + 1), bytes.get(i + 2)) {
+            (b'%', Some(&h), Some(&l)) => hex(h).zip(hex(l)).map(|(h, l)| (h * 16 + l) as u8),
+            _ => None,
+        };
+        match (b, escaped) {
+            (_, Some(decoded)) => {
+                out.push(decoded);
+                i += 3;
+            }
+            (b'+', None) => {
+                out.push(b' ');
+                i += 1;
+            }
+            (_, None) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }

@@ -46,12 +46,30 @@ enum Caller {
 
 #[derive(Debug, Clone)]
 enum Op {
-    Request { vm: usize, caller: Caller },
-    Leave { vm: usize, pick: usize },
-    Tick { vm: usize },
-    AnswerJwks { pick: usize, outcome: u8 },
-    AnswerSts { pick: usize, outcome: u8 },
-    Advance { ms: u64 },
+    /// `credentials`: through `GET credentials` with the bare token, else `PUT token`.
+    Request {
+        vm: usize,
+        caller: Caller,
+        credentials: bool,
+    },
+    Leave {
+        vm: usize,
+        pick: usize,
+    },
+    Tick {
+        vm: usize,
+    },
+    AnswerJwks {
+        pick: usize,
+        outcome: u8,
+    },
+    AnswerSts {
+        pick: usize,
+        outcome: u8,
+    },
+    Advance {
+        ms: u64,
+    },
     Rotate,
 }
 
@@ -71,7 +89,8 @@ fn caller() -> impl Strategy<Value = Caller> {
 
 fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
-        10 => (0..2usize, caller()).prop_map(|(vm, caller)| Op::Request { vm, caller }),
+        10 => (0..2usize, caller(), any::<bool>())
+            .prop_map(|(vm, caller, credentials)| Op::Request { vm, caller, credentials }),
         2 => (0..2usize, any::<usize>()).prop_map(|(vm, pick)| Op::Leave { vm, pick }),
         4 => (0..2usize).prop_map(|vm| Op::Tick { vm }),
         3 => (any::<usize>(), 0..4u8).prop_map(|(pick, outcome)| Op::AnswerJwks { pick, outcome }),
@@ -109,6 +128,7 @@ fn tokens() -> &'static Tokens {
 /// What the model remembers of one request.
 struct Expect {
     caller: Caller,
+    credentials: bool,
     arrived_ms: u64,
     /// Something could legitimately keep a rotated key from it: a failed or lost fetch,
     /// a full parking, or a wait that ran out.
@@ -122,7 +142,11 @@ fn ok_xml(n: u64) -> String {
 
 fn access_key(body: &[u8]) -> Option<String> {
     let v: serde_json::Value = serde_json::from_slice(body).ok()?;
-    Some(v["Credentials"]["AccessKeyId"].as_str()?.to_string())
+    // The token route's 201 nests them; the credentials endpoint's 200 does not.
+    let key = v["Credentials"]["AccessKeyId"]
+        .as_str()
+        .or(v["AccessKeyId"].as_str())?;
+    Some(key.to_string())
 }
 
 struct World {
@@ -189,7 +213,11 @@ impl World {
             vm.host.max_deferred_per_call = 0;
         }
         match op {
-            Op::Request { vm, caller } => {
+            Op::Request {
+                vm,
+                caller,
+                credentials,
+            } => {
                 let caller = match caller {
                     Caller::Rotated if !self.rotated => Caller::Forged(0),
                     c => *c,
@@ -208,12 +236,15 @@ impl World {
                     Caller::Garbage => headers("PUT", "/apis/sts/token", Some("a.b.c"), &[]),
                     Caller::Healthz => headers("GET", "/apis/sts/healthz", None, &[]),
                 };
+                let credentials = *credentials && caller != Caller::Healthz;
+                let h = if credentials { as_credentials(h) } else { h };
                 let full = self.vms[*vm].g.usage().parked >= PARK_MAX;
                 let (ctx, _) = self.vms[*vm].request(&h);
                 self.expect.insert(
                     (*vm, ctx),
                     Expect {
                         caller,
+                        credentials,
                         arrived_ms: self.now_ms,
                         trouble: full,
                     },
@@ -344,7 +375,27 @@ impl World {
                 );
                 let Some(e) = e else { continue };
                 let waited = self.now_ms.saturating_sub(e.arrived_ms) >= MAX_WAIT_MS;
-                let s = reply.status;
+                // The endpoints differ only in their success.
+                let (minted, other) = if e.credentials {
+                    (200, 201)
+                } else {
+                    (201, 200)
+                };
+                prop_assert!(reply.status != other || e.caller == Caller::Healthz);
+                if reply.status == minted {
+                    let body = String::from_utf8_lossy(&reply.body);
+                    let key = if e.credentials {
+                        "\"Token\""
+                    } else {
+                        "\"SessionToken\""
+                    };
+                    prop_assert!(body.contains(key), "{body}");
+                }
+                let s = if reply.status == minted {
+                    201
+                } else {
+                    reply.status
+                };
                 let ok = match e.caller {
                     Caller::Admin => matches!(s, 201 | 502 | 503 | 504),
                     Caller::NonAdmin => s == 403,
@@ -422,6 +473,21 @@ impl World {
 }
 
 /// `PROPTEST_CASES` if set (make soak), else `default`.
+/// The same request through `GET credentials`, the token as the bare `Authorization` value.
+fn as_credentials(h: Vec<(String, String)>) -> Vec<(String, String)> {
+    h.into_iter()
+        .map(|(n, v)| match n.as_str() {
+            ":method" => (n, "GET".to_string()),
+            ":path" => (n, "/apis/sts/credentials".to_string()),
+            "authorization" => {
+                let bare = v.strip_prefix("Bearer ").unwrap_or(&v).to_string();
+                (n, bare)
+            }
+            _ => (n, v),
+        })
+        .collect()
+}
+
 pub(crate) fn cases(default: u32) -> u32 {
     std::env::var("PROPTEST_CASES")
         .ok()
@@ -449,11 +515,11 @@ proptest! {
         for (i, op) in extra.iter().enumerate() {
             w.apply(op)?;
             for _ in 0..repeats / 8 + (i % 2) {
-                w.apply(&Op::Request { vm: i % 2, caller: Caller::SkewExpired })?;
+                w.apply(&Op::Request { vm: i % 2, caller: Caller::SkewExpired, credentials: i % 3 == 0 })?;
             }
         }
         for _ in 0..repeats {
-            w.apply(&Op::Request { vm: 0, caller: Caller::SkewExpired })?;
+            w.apply(&Op::Request { vm: 0, caller: Caller::SkewExpired, credentials: false })?;
         }
         w.drain()?;
     }

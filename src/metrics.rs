@@ -1,7 +1,11 @@
 //! The filter's metrics, named here once. The names are an operator-facing interface
 //! (docs "Observe"); keep them stable:
 //!
-//! - `sts_gateway_requests_<reason>`: every reply of the filter by `Reply::reason` (`minted`, ...)
+//! - `sts_gateway_requests_<reason>`: every reply of the filter by `Reply::reason` (`minted`, ...),
+//!   whichever endpoint it came through (`PUT token` and `GET credentials` alike)
+//! - `sts_gateway_credentials_requests_<reason>`: the subset of those that came through
+//!   `GET credentials` (the AWS container-credentials endpoint, [`CREDENTIALS_REASONS`]); the
+//!   token route's share is the difference
 //! - `sts_gateway_jwks_fetches_ok` / `sts_gateway_jwks_fetches_failed`
 //! - `sts_gateway_rgw_answers_<2xx|4xx|5xx|none>`: the STS callout's status class
 //! - `sts_gateway_rgw_latency_ms` (histogram): request taken → RGW's answer
@@ -10,7 +14,8 @@
 //!
 //! `/stats` shows them as `wasmcustom.<name>`; `/stats/prometheus` prints the custom `wasmcustom`
 //! namespace without it (`sts_gateway_*`), and `envoy/envoy.yaml`'s `stats_tags` turn the suffix
-//! into a `reason` / `class` / `result` label. Defining a metric is per VM; Envoy merges equal names.
+//! into a `reason` / `class` / `result` label (`sts_gateway_credentials_requests{reason=..}`).
+//! Defining a metric is per VM; Envoy merges equal names.
 
 /// Every label a reply can carry (`Reply::reason`), each its own counter.
 pub const REASONS: &[&str] = &[
@@ -18,6 +23,7 @@ pub const REASONS: &[&str] = &[
     "healthz",
     "not_found",
     "method_not_allowed",
+    "bad_request",
     "missing",
     "invalid",
     "expired",
@@ -30,6 +36,25 @@ pub const REASONS: &[&str] = &[
     "client_gone",
     // 201s without an RGW call of their own (opt-in reuse): handed stored credentials, or
     // waited for another request's call.
+    "reused",
+    "coalesced",
+];
+
+/// The reasons a `GET credentials` request can end with (not the other endpoints' ones).
+pub const CREDENTIALS_REASONS: &[&str] = &[
+    "minted",
+    "bad_request",
+    "missing",
+    "invalid",
+    "expired",
+    "keys_unavailable",
+    "forbidden",
+    "rgw_error",
+    "rgw_unavailable",
+    "rgw_timeout",
+    "rgw_bad_answer",
+    "client_gone",
+    // 200s without an RGW call of their own (opt-in reuse), as in `REASONS`.
     "reused",
     "coalesced",
 ];
@@ -48,6 +73,8 @@ pub enum Kind {
 pub enum Metric {
     /// A request ended with this reason (a reply, or `client_gone`).
     Ended(&'static str),
+    /// A `GET credentials` request ended with this reason (counted in `Ended` too).
+    CredentialsEnded(&'static str),
     JwksFetch {
         ok: bool,
     },
@@ -76,6 +103,12 @@ pub fn all() -> Vec<(String, Kind)> {
     v.push(("sts_gateway_rgw_latency_ms".into(), Kind::Histogram));
     v.push(("sts_gateway_parked".into(), Kind::Gauge));
     v.push(("sts_gateway_vm_memory_bytes".into(), Kind::Gauge));
+    v.extend(CREDENTIALS_REASONS.iter().map(|r| {
+        (
+            format!("sts_gateway_credentials_requests_{r}"),
+            Kind::Counter,
+        )
+    }));
     v
 }
 
@@ -85,6 +118,7 @@ impl Metric {
         let base_jwks = REASONS.len();
         let base_rgw = base_jwks + 2;
         let latency = base_rgw + RGW_CLASSES.len();
+        let base_credentials = latency + 3;
         Some(match self {
             Metric::Ended(reason) => (REASONS.iter().position(|r| *r == reason)?, 1),
             Metric::JwksFetch { ok } => (base_jwks + usize::from(!ok), 1),
@@ -100,6 +134,10 @@ impl Metric {
             Metric::RgwLatencyMs(ms) => (latency, ms),
             Metric::Parked(n) => (latency + 1, n),
             Metric::VmMemoryBytes(b) => (latency + 2, b),
+            Metric::CredentialsEnded(reason) => (
+                base_credentials + CREDENTIALS_REASONS.iter().position(|r| *r == reason)?,
+                1,
+            ),
         })
     }
 }
@@ -151,5 +189,23 @@ mod tests {
         for r in REASONS {
             assert!(Metric::Ended(r).index_and_value().is_some());
         }
+        assert_eq!(
+            name(Metric::Ended("bad_request")),
+            "sts_gateway_requests_bad_request"
+        );
+        for r in CREDENTIALS_REASONS {
+            assert!(REASONS.contains(r), "{r}");
+            assert_eq!(
+                name(Metric::CredentialsEnded(r)),
+                format!("sts_gateway_credentials_requests_{r}")
+            );
+        }
+        assert_eq!(Metric::CredentialsEnded("healthz").index_and_value(), None);
+        assert_eq!(Metric::CredentialsEnded("nope").index_and_value(), None);
+        // Every name once, every index in range.
+        let mut sorted: Vec<_> = names.iter().map(|(n, _)| n.clone()).collect();
+        sorted.sort();
+        sorted.dedup();
+        assert_eq!(sorted.len(), names.len());
     }
 }

@@ -5,6 +5,7 @@ use std::collections::HashMap;
 
 use crate::fifo::Fifo;
 use crate::host::ContextId;
+use crate::route::Endpoint;
 
 /// What a token request needs after its headers are gone.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -13,6 +14,8 @@ pub struct Ask {
     pub tenant: Option<String>,
     /// `x-request-id`, for the mint log line (bounded, printable).
     pub request_id: String,
+    /// The endpoint it came through: the format of its answer.
+    pub endpoint: Endpoint,
 }
 
 /// Fixed cost of a parked request besides its strings (map slots, sequence, deadline).
@@ -199,6 +202,7 @@ mod model {
             token: "t".repeat(len),
             tenant: None,
             request_id: "-".into(),
+            endpoint: Endpoint::Token,
         }
     }
 

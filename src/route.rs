@@ -5,11 +5,32 @@ pub enum Route {
     /// Outside the prefix: not ours, the request continues untouched.
     PassThrough,
     Healthz,
+    /// `PUT token`: the token service's 201 body.
     Token,
+    /// `GET credentials`: the AWS container-credentials format (SDKs refresh from it).
+    Credentials,
     NotFound,
     MethodNotAllowed {
         allow: &'static str,
     },
+}
+
+/// Which of the two minting endpoints a request came through: it decides the 200/201 body and
+/// the metrics family, and travels with the request through parking and the STS callout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Endpoint {
+    Token,
+    Credentials,
+}
+
+impl Endpoint {
+    /// The `route=` field of the mint log line.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Endpoint::Token => "token",
+            Endpoint::Credentials => "credentials",
+        }
+    }
 }
 
 pub fn route(prefix: &str, method: &str, path: &str) -> Route {
@@ -21,6 +42,8 @@ pub fn route(prefix: &str, method: &str, path: &str) -> Route {
     match rest {
         "token" if method == "PUT" => Route::Token,
         "token" => Route::MethodNotAllowed { allow: "PUT" },
+        "credentials" if method == "GET" => Route::Credentials,
+        "credentials" => Route::MethodNotAllowed { allow: "GET" },
         "healthz" if method == "GET" || method == "HEAD" => Route::Healthz,
         "healthz" => Route::MethodNotAllowed { allow: "GET, HEAD" },
         _ => Route::NotFound,
@@ -47,6 +70,36 @@ mod tests {
         assert_eq!(
             route(P, "PUT", "/apis/sts/healthz"),
             Route::MethodNotAllowed { allow: "GET, HEAD" }
+        );
+    }
+
+    #[test]
+    fn credentials_endpoint() {
+        assert_eq!(route(P, "GET", "/apis/sts/credentials"), Route::Credentials);
+        assert_eq!(
+            route(P, "GET", "/apis/sts/credentials?tenant=blue"),
+            Route::Credentials
+        );
+        for m in ["PUT", "POST", "DELETE", "HEAD", "OPTIONS", "PATCH", "get"] {
+            assert_eq!(
+                route(P, m, "/apis/sts/credentials"),
+                Route::MethodNotAllowed { allow: "GET" },
+                "{m}"
+            );
+        }
+        for p in [
+            "/apis/sts/credentials/",
+            "/apis/sts/credential",
+            "/apis/sts/Credentials",
+            "/apis/sts/credentials/x",
+        ] {
+            assert_eq!(route(P, "GET", p), Route::NotFound, "{p}");
+        }
+        // The token route is unchanged by it.
+        assert_eq!(route(P, "PUT", "/apis/sts/token"), Route::Token);
+        assert_eq!(
+            route(P, "GET", "/apis/sts/token"),
+            Route::MethodNotAllowed { allow: "PUT" }
         );
     }
 

@@ -82,7 +82,10 @@ impl SimHost {
                         i,
                         matches!(
                             m,
-                            Metric::Ended(_) | Metric::JwksFetch { .. } | Metric::RgwAnswer { .. }
+                            Metric::Ended(_)
+                                | Metric::CredentialsEnded(_)
+                                | Metric::JwksFetch { .. }
+                                | Metric::RgwAnswer { .. }
                         ),
                     ))
                     .copied()
@@ -182,7 +185,10 @@ impl Host for SimHost {
         };
         let counter = matches!(
             m,
-            Metric::Ended(_) | Metric::JwksFetch { .. } | Metric::RgwAnswer { .. }
+            Metric::Ended(_)
+                | Metric::CredentialsEnded(_)
+                | Metric::JwksFetch { .. }
+                | Metric::RgwAnswer { .. }
         );
         let slot = self.metrics.entry((index, counter)).or_insert(0);
         if counter {

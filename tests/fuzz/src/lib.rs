@@ -103,6 +103,9 @@ fn sign_with(pkey: &superboring::pkey::PKey<superboring::pkey::Private>, input: 
 /// - odd: the rest is `header \xff claims`, signed here with the published key, so the
 ///   claims parser, claim checks and authorization see arbitrary JSON behind a valid signature.
 ///
+/// Bit 1 of the first byte picks the endpoint: `PUT token`, or `GET credentials` (bare tokens
+/// allowed) with a `?tenant=` made of the input's first bytes.
+///
 /// Both go through `Gateway::on_request` on a simulated host (route, extract, verify, token
 /// cache, authorize, the signed STS request), twice (the second hits the cache), then the
 /// STS answer with the rest of the input as its body.
@@ -124,9 +127,15 @@ pub fn token(data: &[u8]) {
     STATE.with(|state| {
         let mut state = state.borrow_mut();
         let (g, host) = state.get_or_insert_with(gateway);
+        let tenant = String::from_utf8_lossy(&data[..data.len().min(8)]).into_owned();
+        let (method, path) = if mode & 2 == 0 {
+            ("PUT", "/apis/sts/token".to_string())
+        } else {
+            ("GET", format!("/apis/sts/credentials?tenant={tenant}"))
+        };
         let headers = vec![
-            (":method".to_string(), "PUT".to_string()),
-            (":path".to_string(), "/apis/sts/token".to_string()),
+            (":method".to_string(), method.to_string()),
+            (":path".to_string(), path),
             ("authorization".to_string(), value),
             (
                 "cray-tenant-name".to_string(),
@@ -156,6 +165,7 @@ pub fn token(data: &[u8]) {
         host.ended.clear();
         // Also the bare functions, with a tiny size limit.
         let _ = sts_gateway::extract::bearer_token(&headers, 300);
+        let _ = sts_gateway::extract::container_token(&headers, 300);
     });
 }
 
