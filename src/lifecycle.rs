@@ -676,18 +676,19 @@ impl Gateway {
             .as_ref()
             .map_err(Clone::clone)
             .and_then(|c| self.worker.credentials_reply_for(endpoint, c));
-        let mut reply = match &outcome {
-            Ok(r) => r.clone(),
-            Err(e) => self.worker.reply(e),
+        // The rendered reply is this request's own: no copy on the hot path.
+        let (reply, failure) = match outcome {
+            Ok(mut r) => {
+                r.reason = success;
+                (r, None)
+            }
+            Err(e) => (self.worker.reply(&e), Some(e.reason())),
         };
-        if outcome.is_ok() {
-            reply.reason = success;
-        }
         let delivered = end(host, ctx, &reply, Some(endpoint));
-        let reason = match (&outcome, delivered) {
+        let reason = match (failure, delivered) {
             (_, false) => "client_gone",
-            (Ok(_), true) => success,
-            (Err(e), true) => e.reason(),
+            (None, true) => success,
+            (Some(r), true) => r,
         };
         log::info!(
             "sts-gateway: mint caller={:?} session={} tenant={} status={} outcome={} rgw_status={} latency_ms={} request_id={:?} route={}",
