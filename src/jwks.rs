@@ -1,14 +1,10 @@
 //! An issuer's JSON Web Key Set, parsed once per change into ready-to-use verifying keys.
-use jwt_simple::algorithms::{
-    PS256PublicKey, PS384PublicKey, PS512PublicKey, RS384PublicKey, RS512PublicKey,
-    RSAPublicKeyLike,
-};
 use jwt_simple::common::VerificationOptions;
 use jwt_simple::prelude::JWTClaims;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
-use crate::rs256::Rs256Key;
+use crate::rsa_sig::RsaKey;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 
@@ -33,55 +29,17 @@ impl JwksError {
     }
 }
 
-/// One public key, prepared for one algorithm.
-pub enum VerifyingKey {
-    /// Our own check (`rs256`): jwt-simple's takes about 20 times longer in V8.
-    RS256(Rs256Key),
-    RS384(RS384PublicKey),
-    RS512(RS512PublicKey),
-    PS256(PS256PublicKey),
-    PS384(PS384PublicKey),
-    PS512(PS512PublicKey),
-}
+/// One public key, prepared for one algorithm (all six are RSA: `rsa_sig`).
+pub type VerifyingKey = RsaKey;
 
-impl VerifyingKey {
-    fn new(alg: &str, n: &[u8], e: &[u8]) -> Option<VerifyingKey> {
-        Some(match alg {
-            "RS256" => VerifyingKey::RS256(Rs256Key::from_components(n, e)?),
-            "RS384" => VerifyingKey::RS384(RS384PublicKey::from_components(n, e).ok()?),
-            "RS512" => VerifyingKey::RS512(RS512PublicKey::from_components(n, e).ok()?),
-            "PS256" => VerifyingKey::PS256(PS256PublicKey::from_components(n, e).ok()?),
-            "PS384" => VerifyingKey::PS384(PS384PublicKey::from_components(n, e).ok()?),
-            "PS512" => VerifyingKey::PS512(PS512PublicKey::from_components(n, e).ok()?),
-            _ => return None,
-        })
-    }
-
-    pub fn alg(&self) -> &'static str {
-        match self {
-            VerifyingKey::RS256(_) => "RS256",
-            VerifyingKey::RS384(_) => "RS384",
-            VerifyingKey::RS512(_) => "RS512",
-            VerifyingKey::PS256(_) => "PS256",
-            VerifyingKey::PS384(_) => "PS384",
-            VerifyingKey::PS512(_) => "PS512",
-        }
-    }
-
+impl RsaKey {
     /// Signature check plus jwt-simple's standard claim checks under `options`.
     pub fn verify(
         &self,
         token: &str,
         options: VerificationOptions,
     ) -> Result<Claims, jwt_simple::Error> {
-        match self {
-            VerifyingKey::RS256(k) => k.verify_token(token, &options),
-            VerifyingKey::RS384(k) => k.verify_token(token, Some(options)),
-            VerifyingKey::RS512(k) => k.verify_token(token, Some(options)),
-            VerifyingKey::PS256(k) => k.verify_token(token, Some(options)),
-            VerifyingKey::PS384(k) => k.verify_token(token, Some(options)),
-            VerifyingKey::PS512(k) => k.verify_token(token, Some(options)),
-        }
+        self.verify_token(token, &options)
     }
 }
 
@@ -174,7 +132,7 @@ fn prepare(raw: &RawJwk, algorithms: &[String]) -> Option<Jwk> {
     let verifiers: Vec<VerifyingKey> = algorithms
         .iter()
         .filter(|alg| raw.alg.as_deref().is_none_or(|a| a == alg.as_str()))
-        .filter_map(|alg| VerifyingKey::new(alg, &n, &e))
+        .filter_map(|alg| RsaKey::from_components(alg, &n, &e))
         .collect();
     if verifiers.is_empty() {
         return None;

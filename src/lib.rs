@@ -39,8 +39,8 @@ pub mod metrics;
 pub mod parking;
 pub mod reuse;
 pub mod route;
-pub mod rs256;
 mod rsa_math;
+pub mod rsa_sig;
 pub mod session;
 pub mod sigv4;
 #[cfg(any(test, feature = "sim"))]

@@ -1,5 +1,5 @@
 //! Verified-token cache: tokens in the field live for months and come back on every call, so the
-//! RSA check (about 0.1 ms in V8 with `rs256`, 0.5 ms with jwt-simple's) is done once per token.
+//! RSA check (about 0.1 ms in V8 with `rsa_sig`, 0.5 ms with jwt-simple's) is done once per token.
 //! Keyed by SHA-256 of the token, bounded, never used past the token's `exp`, and dropped when the
 //! key that verified it leaves the JWKS.
 //! The caller still runs the claim checks and rules on every hit; failures are never inserted.

@@ -349,7 +349,7 @@ pub(crate) mod tests {
         c
     }
 
-    fn b64(v: &[u8]) -> String {
+    pub fn b64(v: &[u8]) -> String {
         URL_SAFE_NO_PAD.encode(v)
     }
 

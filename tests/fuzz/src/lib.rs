@@ -225,7 +225,7 @@ pub fn config(data: &[u8]) {
     }
 }
 
-/// RS256 target: our verifier (`sts_gateway::rs256`) against jwt-simple's pure-Rust one, the
+/// RS256 and PS256 target: our verifier (`sts_gateway::rsa_sig`) against jwt-simple's pure-Rust one, the
 /// oracle, which the gateway used before (issue 13). First byte:
 /// - 0: the rest is a token: both verdicts (claims or error message) are the same;
 /// - 1: the rest is `header \xff claims`, signed with the fuzz key, then as 0;
@@ -233,7 +233,9 @@ pub fn config(data: &[u8]) {
 ///   signature (block^d mod n, or the block itself when it is not below n) must get the same
 ///   verdict from both, and RSAVP1 must give the block back;
 /// - 3: the rest is a signature as is: same verdicts, RSAVP1 equal to `num-bigint-dig`'s modpow;
-/// - otherwise: the rest is n's length (2 bytes, big-endian), e's length (1 byte), n, e, s: both accept or refuse the key, and for an accepted
+/// - 5: as 2 for PS256 (RSASSA-PSS, SHA-256, MGF1-SHA-256, 32-byte salt): the rest edits a
+///   correct PSS block (the one behind the oracle's own signature); both verdicts are the same;
+/// - otherwise (4, 6 and up): the rest is n's length (2 bytes, big-endian), e's length (1 byte), n, e, s: both accept or refuse the key, and for an accepted
 ///   key RSAVP1(s) equals `num-bigint-dig`'s `s^65537 mod n`.
 pub fn rs256(data: &[u8]) {
     let Some((&mode, rest)) = data.split_first() else {
@@ -281,6 +283,34 @@ pub fn rs256(data: &[u8]) {
             );
             same_rsavp1(ours(), &private_parts().0, 256, rest);
         }
+        5 => {
+            let message = b"header.claims";
+            let (n, d) = private_parts();
+            let (good_sig, good_em) = pss_signature(message);
+            let mut em = good_em.clone();
+            for edit in rest.chunks(2) {
+                if let [pos, mask] = edit {
+                    em[usize::from(*pos)] ^= mask;
+                }
+            }
+            let m = BigUint::from_bytes_be(&em);
+            if &m >= n {
+                return;
+            }
+            let sig = left_pad(&m.modpow(d, n).to_bytes_be(), 256);
+            let verdict = ours_for("PS256").verify_signature(message, &sig);
+            assert_eq!(
+                verdict,
+                oracle_verify("PS256", message, &sig),
+                "verdicts differ for block {em:02x?}"
+            );
+            if em == *good_em {
+                assert!(
+                    verdict && sig == good_sig.as_slice(),
+                    "the good block refused"
+                );
+            }
+        }
         _ => {
             let [n_hi, n_lo, e_len, rest @ ..] = rest else {
                 return;
@@ -288,7 +318,7 @@ pub fn rs256(data: &[u8]) {
             let (n, rest) =
                 rest.split_at(usize::from(u16::from_be_bytes([*n_hi, *n_lo])).min(rest.len()));
             let (e, s) = rest.split_at(usize::from(*e_len).min(rest.len()));
-            let new = sts_gateway::rs256::Rs256Key::from_components(n, e);
+            let new = sts_gateway::rsa_sig::RsaKey::from_components("RS256", n, e);
             let old = jwt_simple::algorithms::RS256PublicKey::from_components(n, e);
             assert_eq!(new.is_some(), old.is_ok(), "key acceptance differs");
             if let Some(key) = new {
@@ -303,11 +333,38 @@ pub fn rs256(data: &[u8]) {
 
 use superboring::reexports::rsa::BigUint;
 
-fn ours() -> &'static sts_gateway::rs256::Rs256Key {
-    static KEY: OnceLock<sts_gateway::rs256::Rs256Key> = OnceLock::new();
+fn ours() -> &'static sts_gateway::rsa_sig::RsaKey {
+    static KEY: OnceLock<sts_gateway::rsa_sig::RsaKey> = OnceLock::new();
     KEY.get_or_init(|| {
         let c = keypair().public_key().to_components();
-        sts_gateway::rs256::Rs256Key::from_components(&c.n, &c.e).expect("fuzz key")
+        sts_gateway::rsa_sig::RsaKey::from_components("RS256", &c.n, &c.e).expect("fuzz key")
+    })
+}
+
+/// Our key for `alg`, from the fuzz key.
+fn ours_for(alg: &str) -> sts_gateway::rsa_sig::RsaKey {
+    let c = keypair().public_key().to_components();
+    sts_gateway::rsa_sig::RsaKey::from_components(alg, &c.n, &c.e).expect("fuzz key")
+}
+
+/// The oracle's PS256 signature of `message` (random salt, made once) and its block s^e mod n.
+fn pss_signature(message: &[u8]) -> &'static (Vec<u8>, Vec<u8>) {
+    static SIG: OnceLock<(Vec<u8>, Vec<u8>)> = OnceLock::new();
+    SIG.get_or_init(|| {
+        let der = keypair().to_der().expect("der");
+        let rsa = superboring::rsa::Rsa::private_key_from_der(&der).expect("rsa");
+        let pkey = superboring::pkey::PKey::from_rsa(rsa).expect("pkey");
+        let mut signer =
+            superboring::sign::Signer::new(superboring::hash::MessageDigest::sha256(), &pkey)
+                .expect("signer");
+        signer
+            .set_rsa_padding(superboring::rsa::Padding::PKCS1_PSS)
+            .expect("padding");
+        signer.update(message).expect("update");
+        let sig = signer.sign_to_vec().expect("sign");
+        let n = &private_parts().0;
+        let em = BigUint::from_bytes_be(&sig).modpow(&BigUint::from(65537u32), n);
+        (sig, left_pad(&em.to_bytes_be(), 256))
     })
 }
 
@@ -325,7 +382,7 @@ fn private_parts() -> &'static (BigUint, BigUint) {
 }
 
 /// RSAVP1 against `num-bigint-dig`: `None` exactly when s is not `len` bytes or not below n.
-fn same_rsavp1(key: &sts_gateway::rs256::Rs256Key, n: &BigUint, len: usize, s: &[u8]) {
+fn same_rsavp1(key: &sts_gateway::rsa_sig::RsaKey, n: &BigUint, len: usize, s: &[u8]) {
     let v = BigUint::from_bytes_be(s);
     let expected = (s.len() == len && &v < n)
         .then(|| left_pad(&v.modpow(&BigUint::from(65537u32), n).to_bytes_be(), len));
@@ -355,6 +412,11 @@ fn pkcs1_sha256_block(k: usize, message: &[u8]) -> Vec<u8> {
 
 /// The old verifier: superboring (RustCrypto `rsa` 0.9), as jwt-simple calls it.
 fn oracle_signature(message: &[u8], signature: &[u8]) -> bool {
+    oracle_verify("RS256", message, signature)
+}
+
+/// The old verifier for RS256 or PS256.
+fn oracle_verify(alg: &str, message: &[u8], signature: &[u8]) -> bool {
     let c = keypair().public_key().to_components();
     let rsa = superboring::rsa::Rsa::from_public_components(
         superboring::bn::BigNum::from_slice(&c.n).expect("n"),
@@ -364,8 +426,12 @@ fn oracle_signature(message: &[u8], signature: &[u8]) -> bool {
     let pkey = superboring::pkey::PKey::from_rsa(rsa).expect("pkey");
     let mut v = superboring::sign::Verifier::new(superboring::hash::MessageDigest::sha256(), &pkey)
         .expect("verifier");
-    v.set_rsa_padding(superboring::rsa::Padding::PKCS1)
-        .expect("padding");
+    let padding = if alg == "PS256" {
+        superboring::rsa::Padding::PKCS1_PSS
+    } else {
+        superboring::rsa::Padding::PKCS1
+    };
+    v.set_rsa_padding(padding).expect("padding");
     v.update(message).expect("update");
     v.verify(signature).unwrap_or(false)
 }

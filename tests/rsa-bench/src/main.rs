@@ -157,10 +157,10 @@ mod b {
 /// The gateway's RS256 verifier: the whole token (`gw`) or the signature only (`gw_sig`).
 #[cfg(any(feature = "gw", feature = "gw_sig"))]
 mod b {
-    use sts_gateway::rs256::Rs256Key;
+    use sts_gateway::rsa_sig::RsaKey as Rs256Key;
     pub struct K(Rs256Key);
     pub fn new(n: &[u8]) -> K {
-        K(Rs256Key::from_components(n, &[1, 0, 1]).unwrap())
+        K(Rs256Key::from_components("RS256", n, &[1, 0, 1]).unwrap())
     }
     impl super::Backend for K {
         #[cfg(feature = "gw")]
