@@ -44,9 +44,10 @@ pub enum Step {
     CallSts(StsCall),
 }
 
+/// Who an STS call is for. The signed callout itself is built by [`Worker::sts_callout`] only
+/// when RGW is really called: a reused or coalesced answer skips the signing.
 #[derive(Debug)]
 pub struct StsCall {
-    pub callout: Callout,
     /// Who the credentials are for (issuer, subject, tenant scope), when reuse is on.
     pub reuse_key: Option<TokenDigest>,
     /// Who asked, for the mint log line (never a secret).
@@ -377,12 +378,11 @@ impl Worker {
             &self.config.tenants,
             ask.tenant.as_deref(),
         )?;
-        Ok(Step::CallSts(self.sts_call(&verified, scope, now, unique)))
+        Ok(Step::CallSts(self.sts_call(&verified, scope, unique)))
     }
 
     fn verify_cached(&mut self, token: &str, now: u64) -> Result<Verified, VerifyError> {
-        let key = digest(token);
-        if let Some(hit) = self.cache.get(&key, now, &self.sources) {
+        if let Some(hit) = self.cache.get(token, now, &self.sources) {
             let issuers = self
                 .sources
                 .get(hit.source)
@@ -392,11 +392,11 @@ impl Worker {
             return Ok(hit);
         }
         let verified = verify(token, now, &self.sources, &self.policy)?;
-        self.cache.insert(key, verified.clone(), token.len());
+        self.cache.insert(token, verified.clone());
         Ok(verified)
     }
 
-    fn sts_call(&mut self, verified: &Verified, scope: Scope, now: u64, unique: u64) -> StsCall {
+    fn sts_call(&mut self, verified: &Verified, scope: Scope, unique: u64) -> StsCall {
         let tenant = match &scope {
             Scope::Tenant(t) => Some(t.as_str()),
             Scope::Full => None,
@@ -413,7 +413,6 @@ impl Worker {
             tenant,
             unique ^ self.nonce ^ self.seq.rotate_left(40),
         );
-        let tenant_policy = tenant.map(|t| self.config.tenants.policy_for(t));
         let reuse_key = self.config.reuse.map(|_| {
             digest(&format!(
                 "{}\n{}\n{}",
@@ -422,26 +421,8 @@ impl Worker {
                 tenant.unwrap_or_default()
             ))
         });
-        let rgw = &self.config.rgw;
-        let params = AssumeRoleParams {
-            authority: &rgw.authority,
-            region: &rgw.region,
-            service: &rgw.service,
-            access_key_id: rgw.access_key_id(),
-            role_arn: &rgw.role_arn,
-            role_session_name: &session,
-            duration_seconds: rgw.duration_seconds,
-            policy: tenant_policy.as_deref().or(rgw.policy.as_deref()),
-        };
-        let request = sts_request::build(&params, &mut self.signing, rgw.secret_access_key(), now);
         StsCall {
             reuse_key,
-            callout: Callout {
-                cluster: rgw.cluster.clone(),
-                headers: request.headers,
-                body: Some(request.body.into_bytes()),
-                timeout_ms: rgw.timeout_ms,
-            },
             caller: username
                 .or(claims.subject.as_deref())
                 .unwrap_or("unknown")
@@ -451,6 +432,33 @@ impl Worker {
                 .collect(),
             session,
             tenant: tenant.map(str::to_string),
+        }
+    }
+
+    /// The signed AssumeRole callout for `call` (SigV4 at `now`, seconds; the tenant's session
+    /// policy when scoped).
+    pub fn sts_callout(&mut self, call: &StsCall, now: u64) -> Callout {
+        let tenant_policy = call
+            .tenant
+            .as_deref()
+            .map(|t| self.config.tenants.policy_for(t));
+        let rgw = &self.config.rgw;
+        let params = AssumeRoleParams {
+            authority: &rgw.authority,
+            region: &rgw.region,
+            service: &rgw.service,
+            access_key_id: rgw.access_key_id(),
+            role_arn: &rgw.role_arn,
+            role_session_name: &call.session,
+            duration_seconds: rgw.duration_seconds,
+            policy: tenant_policy.as_deref().or(rgw.policy.as_deref()),
+        };
+        let request = sts_request::build(&params, &mut self.signing, rgw.secret_access_key(), now);
+        Callout {
+            cluster: rgw.cluster.clone(),
+            headers: request.headers,
+            body: Some(request.body.into_bytes()),
+            timeout_ms: rgw.timeout_ms,
         }
     }
 
@@ -623,22 +631,22 @@ mod tests {
         let Step::CallSts(call) = step else {
             panic!("{step:?}")
         };
-        assert_eq!(call.callout.cluster, "rgw");
+        let callout = w.sts_callout(&call, NOW);
+        assert_eq!(callout.cluster, "rgw");
         assert_eq!(call.caller, "admin");
         assert!(call.session.starts_with("admin-"), "{}", call.session);
-        let body = String::from_utf8(call.callout.body.clone().unwrap()).unwrap();
+        let body = String::from_utf8(callout.body.clone().unwrap()).unwrap();
         assert!(body.contains("Action=AssumeRole"));
         assert!(body.contains(&format!("RoleSessionName={}", call.session)));
         assert!(body.contains("DurationSeconds=3600"));
-        let auth = &call
-            .callout
+        let auth = &callout
             .headers
             .iter()
             .find(|(n, _)| *n == "authorization")
             .unwrap()
             .1;
         assert!(auth.starts_with("AWS4-HMAC-SHA256 Credential=AKIDSTS/"));
-        assert!(!format!("{call:?}").contains("SECRETSTS"));
+        assert!(!format!("{call:?} {callout:?}").contains("SECRETSTS"));
     }
 
     #[test]
@@ -839,12 +847,18 @@ mod tests {
         let mut w = worker_with_keys(&shared);
         let h = ask(&token_for("admin", &["admin"], "sig-1", 0));
         for i in 0..50 {
-            assert_eq!(
-                status(&w.mint(&shared, &h, NOW_MS + i * 10, i, Wait::Allowed)),
-                0
-            );
+            let Step::CallSts(call) = w.mint(&shared, &h, NOW_MS + i * 10, i, Wait::Allowed) else {
+                panic!("no STS call");
+            };
+            w.sts_callout(&call, NOW + i / 100);
         }
         assert_eq!(w.signing_key_derivations(), 1);
+        // The next day needs a new one.
+        let Step::CallSts(call) = w.mint(&shared, &h, NOW_MS, 99, Wait::Allowed) else {
+            panic!("no STS call");
+        };
+        w.sts_callout(&call, NOW + 86_400);
+        assert_eq!(w.signing_key_derivations(), 2);
     }
 
     const OK_XML: &str = "<AssumeRoleResponse><AssumeRoleResult><Credentials><AccessKeyId>nEffVHB6D9aV8oNWipJ</AccessKeyId><Expiration>2026-11-30T00:57:59.260716106Z</Expiration><SecretAccessKey>EJBVsecret</SecretAccessKey><SessionToken>7MSXtoken</SessionToken></Credentials></AssumeRoleResult></AssumeRoleResponse>";

@@ -109,6 +109,9 @@ pub struct Gateway {
     fast_tick: bool,
     #[cfg(test)]
     last_sts_body: String,
+    /// STS requests signed so far (tests: reused and coalesced answers sign none).
+    #[cfg(test)]
+    sts_signed: usize,
     /// Verification passes so far (the property tests bound them per call).
     verifications: u64,
 }
@@ -134,6 +137,8 @@ impl Gateway {
             fast_tick: false,
             #[cfg(test)]
             last_sts_body: String::new(),
+            #[cfg(test)]
+            sts_signed: 0,
             verifications: 0,
         }
     }
@@ -187,6 +192,11 @@ impl Gateway {
     #[cfg(test)]
     pub fn last_sts_body_for_tests(&self) -> String {
         self.last_sts_body.clone()
+    }
+
+    #[cfg(test)]
+    pub fn sts_signed_for_tests(&self) -> usize {
+        self.sts_signed
     }
 
     /// A request's headers (pseudo-headers included, names lower-case).
@@ -293,11 +303,6 @@ impl Gateway {
         started_ms: u64,
         now: u64,
     ) {
-        #[cfg(test)]
-        {
-            self.last_sts_body =
-                String::from_utf8_lossy(call.callout.body.as_deref().unwrap_or_default()).into();
-        }
         if let (Some(store), Some(key)) = (self.reuse.as_mut(), call.reuse_key) {
             if let Some(creds) = store.get(&key, now) {
                 self.answer_one(
@@ -332,6 +337,14 @@ impl Gateway {
                 }
             }
         }
+        // Only now, with RGW really called, is the request signed.
+        let callout = self.worker.sts_callout(&call, now / 1000);
+        #[cfg(test)]
+        {
+            self.last_sts_body =
+                String::from_utf8_lossy(callout.body.as_deref().unwrap_or_default()).into();
+            self.sts_signed += 1;
+        }
         let entry = Call {
             ctx,
             caller: call.caller,
@@ -342,13 +355,13 @@ impl Gateway {
             started_ms,
             dispatched_ms: now,
             deadline_ms: now
-                .saturating_add(call.callout.timeout_ms)
+                .saturating_add(callout.timeout_ms)
                 .saturating_add(CALLOUT_SLACK_MS),
             reuse_key: call.reuse_key,
             callout: None,
             waiters: Vec::new(),
         };
-        self.dispatch_sts(host, entry, call.callout);
+        self.dispatch_sts(host, entry, callout);
     }
 
     /// Sends `entry`'s STS callout, owned by its client's stream (if the client leaves, Envoy

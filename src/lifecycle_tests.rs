@@ -438,6 +438,8 @@ fn reuse_hands_back_stored_credentials_while_enough_lifetime_remains() {
         vm.host.replies_to(c1)[0].body
     );
     assert_eq!(vm.host.metric_value(Metric::Ended("reused")), 1);
+    // A reused answer signs no STS request.
+    assert_eq!(vm.g.sts_signed_for_tests(), 1);
     // Another tenant scope is another caller.
     let (_, _) = vm.request(&headers(
         "PUT",
@@ -474,6 +476,7 @@ fn concurrent_requests_of_one_caller_share_one_call_even_if_its_client_leaves() 
     let (owner, _) = vm.request(&put(&t));
     let waiters: Vec<ContextId> = (0..5).map(|_| vm.request(&put(&t)).0).collect();
     assert_eq!(vm.sts_pending().len(), 1, "one RGW call");
+    assert_eq!(vm.g.sts_signed_for_tests(), 1, "waiters sign nothing");
     // The owner's client leaves: Envoy cancels its call; the next tick sends it for a waiter.
     vm.leave(owner);
     assert!(vm.sts_pending().is_empty());

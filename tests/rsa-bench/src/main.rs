@@ -176,7 +176,15 @@ mod b {
     }
 }
 
+#[cfg(feature = "path")]
+mod path;
+
 fn main() {
+    #[cfg(feature = "path")]
+    {
+        path::run();
+        return;
+    }
     #[cfg(feature = "gw")]
     parts();
     for (bits, n, token) in [
