@@ -178,8 +178,15 @@ mod b {
 
 #[cfg(feature = "path")]
 mod path;
+#[cfg(feature = "gen")]
+mod gen;
 
 fn main() {
+    #[cfg(feature = "gen")]
+    {
+        gen::run();
+        return;
+    }
     #[cfg(feature = "path")]
     {
         path::run();

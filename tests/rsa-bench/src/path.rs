@@ -12,7 +12,6 @@ use sts_gateway::jwks_store::MemoryStore;
 use sts_gateway::lifecycle::{Action, Gateway};
 use sts_gateway::sim::SimHost;
 
-const NOW_MS: u64 = 1_764_000_000_000;
 const OK_XML: &str = "<AssumeRoleResponse><AssumeRoleResult><Credentials><AccessKeyId>nEffVHB6D9aV8oNWipJ</AccessKeyId><Expiration>2030-11-30T00:57:59.260716106Z</Expiration><SecretAccessKey>EJBVsecretEJBVsecretEJBVsecret</SecretAccessKey><SessionToken>7MSXtoken7MSXtoken7MSXtoken7MSXtoken7MSXtoken7MSXtoken7MSXtoken7MSXtoken7MSXtoken7MSXtoken7MSXtoken7MSXtoken</SessionToken></Credentials></AssumeRoleResult></AssumeRoleResponse>";
 
 fn gateway(reuse: bool) -> (Gateway, SimHost) {
@@ -27,13 +26,21 @@ fn gateway(reuse: bool) -> (Gateway, SimHost) {
     }
     let config = Config::parse(v.to_string().as_bytes(), &|_| None).unwrap();
     let mut g = Gateway::new(config);
-    let mut host = SimHost::new(Rc::new(MemoryStore::default()), NOW_MS);
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    let mut host = SimHost::new(Rc::new(MemoryStore::default()), now_ms);
     host.enter(1);
     g.on_tick(&mut host, 1 << 20);
     let token = *host.pending.keys().next().expect("JWKS fetch");
     host.pending.remove(&token);
     let n = URL_SAFE_NO_PAD.encode(include_bytes!("../data/n2048.bin"));
-    let doc = serde_json::json!({"keys": [{"kty": "RSA", "kid": "k", "n": n, "e": "AQAB"}]}).to_string();
+    let mut keys = vec![serde_json::json!({"kty": "RSA", "kid": "k", "n": n, "e": "AQAB"})];
+    #[cfg(feature = "pathc")]
+    keys.push(serde_json::json!({"kty": "RSA", "kid": "g", "e": "AQAB",
+        "n": URL_SAFE_NO_PAD.encode(include_bytes!(concat!(env!("CTOK_DIR"), "/n.bin")))}));
+    let doc = serde_json::json!({ "keys": keys }).to_string();
     host.set_answer(Some(200), doc.as_bytes());
     g.on_callout_answer(&mut host, token, 1, doc.len());
     g.on_tick(&mut host, 1 << 20);
@@ -60,7 +67,71 @@ fn mint(g: &mut Gateway, host: &mut SimHost, ctx: u32, headers: &[(String, Strin
     g.on_stream_end(host, ctx);
 }
 
+fn bearer(token: &str) -> Vec<(String, String)> {
+    vec![
+        (":method".into(), "PUT".into()),
+        (":path".into(), "/apis/sts/token".into()),
+        (":authority".into(), "api-gw-service-nmn.local".into()),
+        ("authorization".into(), format!("Bearer {token}")),
+        ("user-agent".into(), "wrk".into()),
+    ]
+}
+
+/// Scenario c: a new issuer-shaped token (1.15 KB) on every request, against b and f with one of
+/// them cached.
+#[cfg(feature = "pathc")]
+fn scenario_c() {
+    let tokens: Vec<&str> = include_str!(concat!(env!("CTOK_DIR"), "/tokens.txt"))
+        .lines()
+        .collect();
+    let one = bearer(tokens[0]);
+    let only_c = std::env::args().nth(1).as_deref() == Some("c");
+    for (name, reuse) in [("b1 (issuer-shaped token, cached)", false), ("f1 (issuer-shaped token, reuse)", true)] {
+        if only_c {
+            continue;
+        }
+        let (mut g, mut host) = gateway(reuse);
+        let mut ctx = 100;
+        for _ in 0..2000 {
+            mint(&mut g, &mut host, ctx, &one);
+            ctx += 1;
+        }
+        let mut best = f64::MAX;
+        for _ in 0..100 {
+            let t = Instant::now();
+            for _ in 0..200 {
+                mint(&mut g, &mut host, ctx, &one);
+                ctx += 1;
+            }
+            best = best.min(t.elapsed().as_secs_f64() * 1e6 / 200.0);
+        }
+        println!("{name}: {best:.1} us/request");
+    }
+    let (mut g, mut host) = gateway(false);
+    let mut ctx = 100;
+    let mut best = f64::MAX;
+    for (i, chunk) in tokens.chunks(100).enumerate() {
+        let headers: Vec<_> = chunk.iter().map(|t| bearer(t)).collect();
+        let t = Instant::now();
+        for h in &headers {
+            mint(&mut g, &mut host, ctx, h);
+            ctx += 1;
+        }
+        if i >= 5 {
+            best = best.min(t.elapsed().as_secs_f64() * 1e6 / chunk.len() as f64);
+        }
+    }
+    println!("c (a new issuer-shaped token per request): {best:.1} us/request");
+}
+
 pub fn run() {
+    #[cfg(feature = "pathc")]
+    {
+        scenario_c();
+        if std::env::args().nth(1).as_deref() == Some("c") {
+            return;
+        }
+    }
     {
         use sha2::{Digest, Sha256};
         let data = vec![b'a'; 1024];
