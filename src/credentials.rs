@@ -215,8 +215,16 @@ pub fn container_expiration(rfc3339: &str) -> Result<String, ExpirationError> {
 
 /// Append `s` as a JSON string the way Python's `json.dumps` (with `ensure_ascii`) writes it.
 pub(crate) fn push_json_string(out: &mut String, s: &str) {
+    out.reserve(s.len() + 2);
     out.push('"');
-    for ch in s.chars() {
+    // Runs of printable ASCII go in whole (a session token is hundreds of them).
+    let mut start = 0;
+    for (i, ch) in s.char_indices() {
+        if matches!(ch, ' '..='~') && ch != '"' && ch != '\\' {
+            continue;
+        }
+        out.push_str(s.get(start..i).unwrap_or_default());
+        start = i + ch.len_utf8();
         match ch {
             '"' => out.push_str("\\\""),
             '\\' => out.push_str("\\\\"),
@@ -225,7 +233,6 @@ pub(crate) fn push_json_string(out: &mut String, s: &str) {
             '\t' => out.push_str("\\t"),
             '\u{08}' => out.push_str("\\b"),
             '\u{0c}' => out.push_str("\\f"),
-            ' '..='~' => out.push(ch),
             _ => {
                 let mut units = [0u16; 2];
                 for unit in ch.encode_utf16(&mut units) {
@@ -234,6 +241,7 @@ pub(crate) fn push_json_string(out: &mut String, s: &str) {
             }
         }
     }
+    out.push_str(s.get(start..).unwrap_or_default());
     out.push('"');
 }
 
