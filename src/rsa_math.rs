@@ -6,7 +6,8 @@
 //! a separate reduction, 1.5 k^2 limb products instead of 2 k^2) measured 10-14 % slower in V8,
 //! its extra passes over memory costing more than the products saved; product scanning with the
 //! reduction interleaved (FIPS, each product split into two carry-free accumulators) measured 130
-//! against 92 us per 2048-bit check (tests/rsa-bench, 2026-12-01).
+//! against 92 us per 2048-bit check; two rows of CIOS per pass (half the loads and stores) measured
+//! the same as one (tests/rsa-bench, 2026-12-01). What is left is the multiply-add chain itself.
 
 /// One limb and the double-width type that holds a limb product plus two carries.
 macro_rules! modulus_impl {
