@@ -392,7 +392,7 @@ fn trim_leading_zeros(x: &[u8]) -> &[u8] {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     //! The oracle is jwt-simple's pure-Rust verifier (superboring over RustCrypto `rsa` 0.9),
     //! which the gateway used before, and `num-bigint-dig` for the arithmetic.
     use super::*;

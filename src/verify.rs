@@ -303,6 +303,7 @@ fn map_jwt_error(e: &jwt_simple::Error) -> Error {
 pub(crate) mod tests {
     use super::*;
     use crate::jwks::tests::{jwk_json, keypairs};
+    use crate::rsa_sig::tests::sign_raw;
     use base64::engine::general_purpose::URL_SAFE_NO_PAD;
     use base64::Engine;
     use hmac::{Hmac, Mac};
@@ -355,30 +356,13 @@ pub(crate) mod tests {
 
     /// Signs arbitrary header/claims JSON with key 0 (sig-1) or 1 (the enc key's private half).
     pub fn sign(header: Value, claims: Value, key: usize) -> String {
-        let kp = &keypairs()[key];
         let input = format!(
             "{}.{}",
             b64(header.to_string().as_bytes()),
             b64(claims.to_string().as_bytes())
         );
-        let sig = raw_rs256(kp, input.as_bytes());
+        let sig = sign_raw("RS256", key, input.as_bytes());
         format!("{input}.{}", b64(&sig))
-    }
-
-    fn raw_rs256(kp: &jwt_simple::algorithms::RS256KeyPair, data: &[u8]) -> Vec<u8> {
-        // jwt-simple only signs claim sets it builds itself; hostile headers and payloads need
-        // the RSA primitive (PKCS#1 v1.5 over SHA-256) from the backend it uses.
-        let der = kp.to_der().unwrap();
-        let key = superboring::rsa::Rsa::private_key_from_der(&der).unwrap();
-        let pkey = superboring::pkey::PKey::from_rsa(key).unwrap();
-        let mut signer =
-            superboring::sign::Signer::new(superboring::hash::MessageDigest::sha256(), &pkey)
-                .unwrap();
-        signer
-            .set_rsa_padding(superboring::rsa::Padding::PKCS1)
-            .unwrap();
-        signer.update(data).unwrap();
-        signer.sign_to_vec().unwrap()
     }
 
     pub fn good_token() -> String {
@@ -600,20 +584,14 @@ pub(crate) mod tests {
         );
         let h = b64(br#"{"alg":"RS256","kid":"sig-1"}"#);
         let input = format!("{h}.{}", b64(deep.as_bytes()));
-        let t = format!(
-            "{input}.{}",
-            b64(&raw_rs256(&keypairs()[0], input.as_bytes()))
-        );
+        let t = format!("{input}.{}", b64(&sign_raw("RS256", 0, input.as_bytes())));
         assert!(invalid(&t));
         // Duplicate claims are refused by the JSON parser for registered claims. Both `iss`
         // values are the accepted issuer, so the duplicate is the only thing wrong; the control
         // (the same claims with `iss` once, signed the same way) is accepted.
         let signed = |payload: &str| {
             let input = format!("{h}.{}", b64(payload.as_bytes()));
-            format!(
-                "{input}.{}",
-                b64(&raw_rs256(&keypairs()[0], input.as_bytes()))
-            )
+            format!("{input}.{}", b64(&sign_raw("RS256", 0, input.as_bytes())))
         };
         let once = format!(r#"{{"iss":"{ISS}","aud":"shasta","exp":1900000000}}"#);
         let twice = format!(r#"{{"iss":"{ISS}","iss":"{ISS}","aud":"shasta","exp":1900000000}}"#);
@@ -704,13 +682,12 @@ pub(crate) mod tests {
         let header = json!({"alg": "RS256", "typ": "JWT", "kid": "sig-1"});
         let good = claims(json!({})).to_string();
         let signed = |payload: &str| {
-            let kp = &keypairs()[0];
             let input = format!(
                 "{}.{}",
                 b64(header.to_string().as_bytes()),
                 b64(payload.as_bytes())
             );
-            format!("{input}.{}", b64(&raw_rs256(kp, input.as_bytes())))
+            format!("{input}.{}", b64(&sign_raw("RS256", 0, input.as_bytes())))
         };
         // Control: the same signing path with every key once verifies.
         assert!(verify(&signed(&good), NOW, &sources(), &policy()).is_ok());
