@@ -259,16 +259,9 @@ pub fn response_body(
         ("SessionToken", &creds.session_token),
     ];
     let mut out = String::with_capacity(120 + fields.iter().map(|(_, v)| v.len()).sum::<usize>());
-    out.push_str("{\"Credentials\": {");
-    for (i, (key, value)) in fields.iter().enumerate() {
-        if i > 0 {
-            out.push_str(", ");
-        }
-        push_json_string(&mut out, key);
-        out.push_str(": ");
-        push_json_string(&mut out, value);
-    }
-    out.push_str("}}");
+    out.push_str("{\"Credentials\": ");
+    push_json_object(&mut out, &fields);
+    out.push('}');
     Ok(out)
 }
 
@@ -283,17 +276,22 @@ pub fn container_body(creds: &AssumedCredentials) -> Result<String, ExpirationEr
         ("Expiration", &expiration),
     ];
     let mut out = String::with_capacity(80 + fields.iter().map(|(_, v)| v.len()).sum::<usize>());
+    push_json_object(&mut out, &fields);
+    Ok(out)
+}
+
+/// Append a flat object of string members, with `json.dumps`'s separators.
+fn push_json_object(out: &mut String, fields: &[(&str, &str)]) {
     out.push('{');
     for (i, (key, value)) in fields.iter().enumerate() {
         if i > 0 {
             out.push_str(", ");
         }
-        push_json_string(&mut out, key);
+        push_json_string(out, key);
         out.push_str(": ");
-        push_json_string(&mut out, value);
+        push_json_string(out, value);
     }
     out.push('}');
-    Ok(out)
 }
 
 #[cfg(test)]
