@@ -64,7 +64,7 @@ def load_source(path: Path = SOURCE) -> dict:
     return yaml.safe_load(path.read_text())
 
 
-# Field order of the generated configuration (that of src/config.rs); unknown keys keep theirs, last.
+# Field order of the generated configuration (that of src/config/mod.rs); unknown keys keep theirs, last.
 KEY_ORDER = [
     "prefix",
     "realm",

@@ -1,7 +1,7 @@
 //! Every way a request can end short of a 201, and the one place each maps to an HTTP answer.
 //! Bodies and headers never carry the token, a key or anything RGW returned but its error code.
 
-use crate::credentials::push_json_string;
+use crate::sts::credentials::push_json_string;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Error {

@@ -18,38 +18,15 @@
         clippy::indexing_slicing
     )
 )]
-pub mod authorize;
 pub mod config;
-pub mod credentials;
-#[cfg(test)]
-mod credentials_endpoint_tests;
+pub mod crypto;
 pub mod error;
-pub mod extract;
 pub mod fifo;
-pub mod flow;
+pub mod gateway;
 pub mod host;
-pub mod jwks;
-pub mod jwks_store;
-pub mod lifecycle;
-#[cfg(test)]
-mod lifecycle_model;
-#[cfg(test)]
-mod lifecycle_tests;
-pub mod metrics;
-pub mod parking;
-pub mod reuse;
-pub mod route;
-mod rsa_math;
-pub mod rsa_sig;
-pub mod session;
-pub mod sigv4;
-#[cfg(any(test, feature = "sim"))]
-pub mod sim;
-pub mod sts_request;
-pub mod sts_response;
-pub mod token_cache;
-pub mod verify;
-pub mod vm_memory;
+pub mod policy;
+pub mod sts;
+pub mod token;
 
 #[cfg(feature = "envoy")]
-mod filter;
+mod adapter;

@@ -130,7 +130,7 @@ def test_token_signed_by_unpublished_key_is_401(stack):
     assert token not in r.text
 
 
-# The RSA algorithms besides RS256 that `algorithms` may allow (src/config.rs ALGORITHMS).
+# The RSA algorithms besides RS256 that `algorithms` may allow (src/config/mod.rs ALGORITHMS).
 OTHER_RSA_ALGORITHMS = ["RS384", "RS512", "PS256", "PS384", "PS512"]
 NOT_ALLOWED = "invalid token: signature algorithm not allowed"
 

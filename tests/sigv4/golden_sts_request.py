@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
-"""The golden values of `sts_request::tests::golden_request` (src/sts_request.rs), computed by
+"""The golden values of `sts::request::tests::golden_request` (src/sts/request.rs), computed by
 an independent signer: botocore's SigV4Auth (the AWS SDK for Python), not by the filter's code.
 
     .venv/bin/python tests/sigv4/golden_sts_request.py          print the values
-    .venv/bin/python tests/sigv4/golden_sts_request.py --check  fail unless src/sts_request.rs holds them
+    .venv/bin/python tests/sigv4/golden_sts_request.py --check  fail unless src/sts/request.rs holds them
 
 `make unit` runs the check.
 """
@@ -58,13 +58,13 @@ def main() -> int:
     payload, authorization = golden()
     print(f"x-amz-content-sha256: {payload}\nauthorization: {authorization}")
     if "--check" in sys.argv:
-        rust = (REPO / "src" / "sts_request.rs").read_text()
+        rust = (REPO / "src" / "sts" / "request.rs").read_text()
         signature = authorization.rsplit("Signature=", 1)[1]
         missing = [v for v in (payload, signature) if v not in rust]
         if missing or "SignedHeaders=content-type;host;x-amz-content-sha256;x-amz-date" not in authorization:
-            print(f"golden_sts_request: src/sts_request.rs does not hold {missing}", file=sys.stderr)
+            print(f"golden_sts_request: src/sts/request.rs does not hold {missing}", file=sys.stderr)
             return 1
-        print("golden_sts_request: src/sts_request.rs holds botocore's values")
+        print("golden_sts_request: src/sts/request.rs holds botocore's values")
     return 0
 
 

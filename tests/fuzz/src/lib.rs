@@ -11,11 +11,11 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use jwt_simple::algorithms::RS256KeyPair;
 use sts_gateway::config::Config;
-use sts_gateway::flow::Worker;
-use sts_gateway::jwks::KeySet;
-use sts_gateway::jwks_store::MemoryStore;
-use sts_gateway::lifecycle::Gateway;
-use sts_gateway::sim::SimHost;
+use sts_gateway::gateway::flow::Worker;
+use sts_gateway::gateway::lifecycle::Gateway;
+use sts_gateway::host::sim::SimHost;
+use sts_gateway::token::jwks::KeySet;
+use sts_gateway::token::jwks_store::MemoryStore;
 
 pub const ISSUER: &str = "https://api-gw-service-nmn.local/keycloak/realms/shasta";
 /// 2027-01-15: the fixed "now" of the token target.
@@ -164,8 +164,8 @@ pub fn token(data: &[u8]) {
         host.replies.clear();
         host.ended.clear();
         // Also the bare functions, with a tiny size limit.
-        let _ = sts_gateway::extract::bearer_token(&headers, 300);
-        let _ = sts_gateway::extract::container_token(&headers, 300);
+        let _ = sts_gateway::token::extract::bearer_token(&headers, 300);
+        let _ = sts_gateway::token::extract::container_token(&headers, 300);
     });
 }
 
@@ -193,7 +193,7 @@ pub fn sts_xml(data: &[u8]) {
         Some((&s, rest)) => (if s < 128 { 200 } else { 300 + u16::from(s) }, rest),
         None => (200, data),
     };
-    match sts_gateway::sts_response::parse(status, body) {
+    match sts_gateway::sts::response::parse(status, body) {
         Ok(c) => {
             for f in [
                 &c.access_key_id,
@@ -203,9 +203,9 @@ pub fn sts_xml(data: &[u8]) {
             ] {
                 assert!(!f.is_empty() && f.bytes().all(|b| b.is_ascii_graphic()));
             }
-            let _ = sts_gateway::credentials::response_body(&c, "http://rgw:8080");
+            let _ = sts_gateway::sts::credentials::response_body(&c, "http://rgw:8080");
         }
-        Err(sts_gateway::sts_response::StsError::Rgw { code, .. }) => {
+        Err(sts_gateway::sts::response::StsError::Rgw { code, .. }) => {
             assert!(code.len() <= 64 && code.bytes().all(|b| b.is_ascii_alphanumeric()));
         }
         Err(_) => {}
@@ -225,7 +225,7 @@ pub fn config(data: &[u8]) {
     }
 }
 
-/// RS256 and PS256 target: our verifier (`sts_gateway::rsa_sig`) against jwt-simple's pure-Rust one, the
+/// RS256 and PS256 target: our verifier (`sts_gateway::crypto::rsa_sig`) against jwt-simple's pure-Rust one, the
 /// oracle, which the gateway used before (issue 13). First byte:
 /// - 0: the rest is a token: both verdicts (claims or error message) are the same;
 /// - 1: the rest is `header \xff claims`, signed with the fuzz key, then as 0;
@@ -318,7 +318,7 @@ pub fn rs256(data: &[u8]) {
             let (n, rest) =
                 rest.split_at(usize::from(u16::from_be_bytes([*n_hi, *n_lo])).min(rest.len()));
             let (e, s) = rest.split_at(usize::from(*e_len).min(rest.len()));
-            let new = sts_gateway::rsa_sig::RsaKey::from_components("RS256", n, e);
+            let new = sts_gateway::crypto::rsa_sig::RsaKey::from_components("RS256", n, e);
             let old = jwt_simple::algorithms::RS256PublicKey::from_components(n, e);
             assert_eq!(new.is_some(), old.is_ok(), "key acceptance differs");
             if let Some(key) = new {
@@ -333,18 +333,19 @@ pub fn rs256(data: &[u8]) {
 
 use superboring::reexports::rsa::BigUint;
 
-fn ours() -> &'static sts_gateway::rsa_sig::RsaKey {
-    static KEY: OnceLock<sts_gateway::rsa_sig::RsaKey> = OnceLock::new();
+fn ours() -> &'static sts_gateway::crypto::rsa_sig::RsaKey {
+    static KEY: OnceLock<sts_gateway::crypto::rsa_sig::RsaKey> = OnceLock::new();
     KEY.get_or_init(|| {
         let c = keypair().public_key().to_components();
-        sts_gateway::rsa_sig::RsaKey::from_components("RS256", &c.n, &c.e).expect("fuzz key")
+        sts_gateway::crypto::rsa_sig::RsaKey::from_components("RS256", &c.n, &c.e)
+            .expect("fuzz key")
     })
 }
 
 /// Our key for `alg`, from the fuzz key.
-fn ours_for(alg: &str) -> sts_gateway::rsa_sig::RsaKey {
+fn ours_for(alg: &str) -> sts_gateway::crypto::rsa_sig::RsaKey {
     let c = keypair().public_key().to_components();
-    sts_gateway::rsa_sig::RsaKey::from_components(alg, &c.n, &c.e).expect("fuzz key")
+    sts_gateway::crypto::rsa_sig::RsaKey::from_components(alg, &c.n, &c.e).expect("fuzz key")
 }
 
 /// The oracle's PS256 signature of `message` (random salt, made once) and its block s^e mod n.
@@ -382,7 +383,7 @@ fn private_parts() -> &'static (BigUint, BigUint) {
 }
 
 /// RSAVP1 against `num-bigint-dig`: `None` exactly when s is not `len` bytes or not below n.
-fn same_rsavp1(key: &sts_gateway::rsa_sig::RsaKey, n: &BigUint, len: usize, s: &[u8]) {
+fn same_rsavp1(key: &sts_gateway::crypto::rsa_sig::RsaKey, n: &BigUint, len: usize, s: &[u8]) {
     let v = BigUint::from_bytes_be(s);
     let expected = (s.len() == len && &v < n)
         .then(|| left_pad(&v.modpow(&BigUint::from(65537u32), n).to_bytes_be(), len));
@@ -437,7 +438,7 @@ fn oracle_verify(alg: &str, message: &[u8], signature: &[u8]) -> bool {
 }
 
 /// Claims as JSON with `aud` (a set) sorted.
-fn normalized(c: &sts_gateway::jwks::Claims) -> serde_json::Value {
+fn normalized(c: &sts_gateway::token::jwks::Claims) -> serde_json::Value {
     let mut v = serde_json::to_value(c).expect("claims");
     if let Some(serde_json::Value::Array(aud)) = v.get_mut("aud") {
         aud.sort_by_key(|a| a.to_string());

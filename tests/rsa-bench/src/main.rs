@@ -7,7 +7,7 @@ use std::time::Instant;
 
 #[allow(dead_code)]
 #[macro_use]
-#[path = "../../../src/rsa_math.rs"]
+#[path = "../../../src/crypto/rsa_math.rs"]
 mod rsa_math;
 
 #[cfg(feature = "hand64")]
@@ -157,7 +157,7 @@ mod b {
 /// The gateway's RS256 verifier: the whole token (`gw`) or the signature only (`gw_sig`).
 #[cfg(any(feature = "gw", feature = "gw_sig"))]
 mod b {
-    use sts_gateway::rsa_sig::RsaKey as Rs256Key;
+    use sts_gateway::crypto::rsa_sig::RsaKey as Rs256Key;
     pub struct K(Rs256Key);
     pub fn new(n: &[u8]) -> K {
         K(Rs256Key::from_components("RS256", n, &[1, 0, 1]).unwrap())

@@ -8,9 +8,9 @@ use std::time::Instant;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use sts_gateway::config::Config;
-use sts_gateway::jwks_store::MemoryStore;
-use sts_gateway::lifecycle::{Action, Gateway};
-use sts_gateway::sim::SimHost;
+use sts_gateway::token::jwks_store::MemoryStore;
+use sts_gateway::gateway::lifecycle::{Action, Gateway};
+use sts_gateway::host::sim::SimHost;
 
 const OK_XML: &str = "<AssumeRoleResponse><AssumeRoleResult><Credentials><AccessKeyId>nEffVHB6D9aV8oNWipJ</AccessKeyId><Expiration>2030-11-30T00:57:59.260716106Z</Expiration><SecretAccessKey>EJBVsecretEJBVsecretEJBVsecret</SecretAccessKey><SessionToken>7MSXtoken7MSXtoken7MSXtoken7MSXtoken7MSXtoken7MSXtoken7MSXtoken7MSXtoken7MSXtoken7MSXtoken7MSXtoken7MSXtoken</SessionToken></Credentials></AssumeRoleResult></AssumeRoleResponse>";
 

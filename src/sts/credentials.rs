@@ -19,7 +19,7 @@
 
 use core::fmt;
 
-use crate::sts_response::AssumedCredentials;
+use crate::sts::response::AssumedCredentials;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ExpirationError {

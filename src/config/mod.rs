@@ -746,7 +746,7 @@ impl TenantsConfig {
         }
         for (tenant, patterns) in &self.buckets {
             let at = format!("tenants.buckets.{tenant}");
-            if !crate::authorize::is_tenant_name(tenant) {
+            if !crate::policy::authorize::is_tenant_name(tenant) {
                 return Err(ConfigError::new(&at, "is not a valid tenant name"));
             }
             if patterns.is_empty() {

@@ -21,16 +21,16 @@ use std::collections::HashMap;
 
 use crate::config::Config;
 use crate::error::{Error, Reply};
-use crate::extract::{bearer_token, container_token};
-use crate::flow::{Step, StsAnswer, StsCall, Wait, Worker};
+use crate::gateway::flow::{Step, StsAnswer, StsCall, Wait, Worker};
+use crate::gateway::parking::{Ask, Limits, Parking};
+use crate::gateway::reuse::ReuseStore;
+use crate::gateway::route::{route, Endpoint, Route};
+use crate::host::metrics::Metric;
+use crate::host::vm_memory;
 use crate::host::{Callout, CalloutToken, ContextId, DispatchError, Host};
-use crate::metrics::Metric;
-use crate::parking::{Ask, Limits, Parking};
-use crate::reuse::ReuseStore;
-use crate::route::{route, Endpoint, Route};
-use crate::sts_response::{AssumedCredentials, MAX_BODY_BYTES};
-use crate::token_cache::TokenDigest;
-use crate::vm_memory;
+use crate::sts::response::{AssumedCredentials, MAX_BODY_BYTES};
+use crate::token::cache::TokenDigest;
+use crate::token::extract::{bearer_token, container_token};
 
 /// At most this many parked requests are verified again in one call into the VM. Envoy sends
 /// each local reply made for another stream after the VM call returns, and each reply's own

@@ -4,7 +4,7 @@
 //! does not decode `+`). The signature covers `content-type`, `host`, `x-amz-content-sha256` and
 //! `x-amz-date`; `host` is the `:authority` Envoy sends.
 
-use crate::sigv4::{self, PathMode, Request, Scope, SigningKeyCache};
+use crate::crypto::sigv4::{self, PathMode, Request, Scope, SigningKeyCache};
 
 pub const CONTENT_TYPE: &str = "application/x-www-form-urlencoded; charset=utf-8";
 pub const STS_VERSION: &str = "2011-06-15";

@@ -23,8 +23,8 @@ use jwt_simple::JWTError;
 use serde::Deserialize;
 use sha2::{Digest, Sha256, Sha384, Sha512};
 
-use crate::jwks::Claims;
-use crate::rsa_math::limb32::Modulus;
+use crate::crypto::rsa_math::limb32::Modulus;
+use crate::token::jwks::Claims;
 
 /// jwt-simple's RSA key policy.
 const MIN_MODULUS_BITS: usize = 2048;
@@ -396,8 +396,8 @@ pub(crate) mod tests {
     //! The oracle is jwt-simple's pure-Rust verifier (superboring over RustCrypto `rsa` 0.9),
     //! which the gateway used before, and `num-bigint-dig` for the arithmetic.
     use super::*;
-    use crate::jwks::tests::keypairs;
-    use crate::verify::tests::{claims, sign, ISS, NOW};
+    use crate::token::jwks::tests::keypairs;
+    use crate::token::verify::tests::{claims, sign, ISS, NOW};
     use jwt_simple::algorithms::{RS256PublicKey, RSAPublicKeyLike};
     use jwt_simple::prelude::Duration;
     use serde_json::json;
@@ -825,7 +825,7 @@ pub(crate) mod tests {
     /// get jwt-simple's verdict from the key of each algorithm: the same claims or the same error.
     #[test]
     fn every_algorithm_gets_jwt_simple_verdicts() {
-        use crate::verify::tests::b64;
+        use crate::token::verify::tests::b64;
         use jwt_simple::algorithms::{
             PS256PublicKey, PS384PublicKey, PS512PublicKey, RS384PublicKey, RS512PublicKey,
         };

@@ -1,9 +1,14 @@
 //! Everything the filter needs from Envoy, behind one small trait, so the whole request
-//! lifecycle ([`crate::lifecycle`]) runs natively in tests. The proxy-wasm adapter
+//! lifecycle ([`crate::gateway::lifecycle`]) runs natively in tests. The proxy-wasm adapter
 //! (`filter.rs`, cargo feature `envoy`) is the only implementation that talks to a host.
+pub mod metrics;
+#[cfg(any(test, feature = "sim"))]
+pub mod sim;
+pub mod vm_memory;
+
 use crate::error::Reply;
-use crate::jwks_store::SharedStore;
-use crate::metrics::Metric;
+use crate::host::metrics::Metric;
+use crate::token::jwks_store::SharedStore;
 
 /// Envoy's id of an HTTP stream's context.
 pub type ContextId = u32;
@@ -33,7 +38,7 @@ pub trait Host: SharedStore {
     fn now_ms(&self) -> u64;
     /// Sends `callout` on behalf of stream `owner` (Envoy cancels it if that stream ends), or
     /// of the root context when `owner` is `None` (it outlives every client). The answer comes
-    /// back through [`crate::lifecycle::Gateway::on_callout_answer`] with the returned token.
+    /// back through [`crate::gateway::lifecycle::Gateway::on_callout_answer`] with the returned token.
     fn dispatch(
         &mut self,
         owner: Option<ContextId>,
@@ -45,7 +50,7 @@ pub trait Host: SharedStore {
     fn answer_body(&self, size: usize, max: usize) -> Option<Vec<u8>>;
     /// Sends a local reply on stream `ctx`; `false` when that stream is gone.
     fn reply(&mut self, ctx: ContextId, reply: &Reply) -> bool;
-    /// Asks for the next [`crate::lifecycle::Gateway::on_tick`] within `ms` milliseconds
+    /// Asks for the next [`crate::gateway::lifecycle::Gateway::on_tick`] within `ms` milliseconds
     /// (`None`: back to the regular period).
     fn tick_within(&mut self, ms: Option<u64>);
     fn metric(&mut self, m: Metric);

@@ -5,9 +5,9 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::rc::Rc;
 
 use crate::error::Reply;
+use crate::host::metrics::Metric;
 use crate::host::{Callout, CalloutToken, ContextId, DispatchError, Host};
-use crate::jwks_store::{MemoryStore, SharedStore};
-use crate::metrics::Metric;
+use crate::token::jwks_store::{MemoryStore, SharedStore};
 
 /// A callout waiting for its answer.
 #[derive(Debug)]

@@ -11,7 +11,7 @@ use serde_json::Value;
 
 use crate::config::{Rule, RuleItem, TenantsConfig, MAX_TENANT_LEN, TENANT_PLACEHOLDER};
 use crate::error::Error;
-use crate::jwks::Claims;
+use crate::token::jwks::Claims;
 
 /// What the minted credentials may reach.
 #[derive(Debug, Clone, PartialEq, Eq)]

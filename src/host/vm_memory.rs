@@ -1,7 +1,7 @@
 //! `sts_gateway_vm_memory_bytes`: one gauge that Envoy merges across VMs, so each VM would
 //! overwrite the others'. Instead every VM writes its own linear-memory size into a small table
 //! in shared data and records the largest live value: the gauge is the worst VM's memory.
-use crate::jwks_store::SharedStore;
+use crate::token::jwks_store::SharedStore;
 
 const KEY: &str = "sts-gateway.vm-memory";
 /// Entries older than this belong to VMs that are gone (reloaded, or a replaced config).
@@ -49,7 +49,7 @@ pub fn report<S: SharedStore + ?Sized>(store: &S, vm: u64, bytes: u64, now_ms: u
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::jwks_store::MemoryStore;
+    use crate::token::jwks_store::MemoryStore;
 
     #[test]
     fn largest_live_vm_wins_and_stale_ones_leave() {

@@ -4,8 +4,8 @@
 use std::collections::HashMap;
 
 use crate::fifo::Fifo;
+use crate::gateway::route::Endpoint;
 use crate::host::ContextId;
-use crate::route::Endpoint;
 
 /// What a token request needs after its headers are gone.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -207,7 +207,7 @@ mod model {
     }
 
     proptest! {
-        #![proptest_config(ProptestConfig { cases: crate::lifecycle_model::cases(256), ..ProptestConfig::default() })]
+        #![proptest_config(ProptestConfig { cases: crate::gateway::lifecycle_model::cases(256), ..ProptestConfig::default() })]
         #[test]
         fn parking_matches_model(ops in prop::collection::vec(prop_oneof![
             4 => (0..12u32, 1..400usize).prop_map(|(ctx, token_len)| Op::Park { ctx, token_len }),

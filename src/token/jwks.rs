@@ -4,7 +4,7 @@ use jwt_simple::prelude::JWTClaims;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
-use crate::rsa_sig::RsaKey;
+use crate::crypto::rsa_sig::RsaKey;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 

@@ -1,25 +1,25 @@
 //! One worker VM's mint logic, free of proxy-wasm: keys (JWKS in shared data) → verify
 //! (cached) → authorize → signed STS request → RGW's answer → the client's reply. What a request
-//! does over time (parking, callouts, clients that leave) is [`crate::lifecycle`]'s business.
+//! does over time (parking, callouts, clients that leave) is [`crate::gateway::lifecycle`]'s business.
 use std::collections::{HashMap, HashSet};
 use std::hash::BuildHasher;
 use std::rc::Rc;
 
-use crate::authorize::{authorize, Scope};
 use crate::config::{Config, JwksSource};
-use crate::credentials;
+use crate::crypto::sigv4::SigningKeyCache;
 use crate::error::{Error, Reply};
+use crate::gateway::parking::Ask;
+use crate::gateway::route::Endpoint;
 use crate::host::Callout;
-use crate::jwks::KeySet;
-use crate::jwks_store::{JwksStore, SharedStore, Timing};
-use crate::parking::Ask;
-use crate::route::Endpoint;
-use crate::session::session_name;
-use crate::sigv4::SigningKeyCache;
-use crate::sts_request::{self, AssumeRoleParams};
-use crate::sts_response::{self, AssumedCredentials, StsError, MAX_BODY_BYTES};
-use crate::token_cache::{digest, TokenCache, TokenDigest};
-use crate::verify::{check_claims, verify, Policy, Source, Verified, VerifyError};
+use crate::policy::authorize::{authorize, Scope};
+use crate::sts::credentials;
+use crate::sts::request::{self, AssumeRoleParams};
+use crate::sts::response::{self, AssumedCredentials, StsError, MAX_BODY_BYTES};
+use crate::sts::session::session_name;
+use crate::token::cache::{digest, TokenCache, TokenDigest};
+use crate::token::jwks::KeySet;
+use crate::token::jwks_store::{JwksStore, SharedStore, Timing};
+use crate::token::verify::{check_claims, verify, Policy, Source, Verified, VerifyError};
 
 /// Whether a request whose `kid` is unknown may wait for keys.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -453,7 +453,7 @@ impl Worker {
             duration_seconds: rgw.duration_seconds,
             policy: tenant_policy.as_deref().or(rgw.policy.as_deref()),
         };
-        let request = sts_request::build(&params, &mut self.signing, rgw.secret_access_key(), now);
+        let request = request::build(&params, &mut self.signing, rgw.secret_access_key(), now);
         Callout {
             cluster: rgw.cluster.clone(),
             headers: request.headers,
@@ -488,13 +488,13 @@ impl Worker {
         if body_size > MAX_BODY_BYTES {
             return Err(Error::RgwBadAnswer("answer too large"));
         }
-        match sts_response::parse(status, body) {
+        match response::parse(status, body) {
             Ok(c) => Ok(c),
             // Envoy itself answers 503 (no upstream) and 504 (timeout) without RGW's XML.
-            Err(StsError::Rgw { status: 503, code }) if code == sts_response::UNKNOWN_CODE => {
+            Err(StsError::Rgw { status: 503, code }) if code == response::UNKNOWN_CODE => {
                 Err(Error::RgwUnavailable)
             }
-            Err(StsError::Rgw { status: 504, code }) if code == sts_response::UNKNOWN_CODE => {
+            Err(StsError::Rgw { status: 504, code }) if code == response::UNKNOWN_CODE => {
                 Err(Error::RgwTimeout)
             }
             Err(StsError::Rgw { status, code }) => Err(Error::Rgw { status, code }),
@@ -556,9 +556,9 @@ fn shared_key(s: &JwksSource) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::jwks::tests::{jwk_json, keypairs};
-    use crate::jwks_store::MemoryStore;
-    use crate::verify::tests::{claims, sign, ISS, NOW};
+    use crate::token::jwks::tests::{jwk_json, keypairs};
+    use crate::token::jwks_store::MemoryStore;
+    use crate::token::verify::tests::{claims, sign, ISS, NOW};
     use serde_json::json;
 
     const NOW_MS: u64 = NOW * 1000;

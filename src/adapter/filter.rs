@@ -1,5 +1,5 @@
 //! The proxy-wasm adapter (cargo feature `envoy`): turns Envoy's callbacks into calls of
-//! [`crate::lifecycle::Gateway`] and implements [`Host`] with hostcalls. Nothing here decides
+//! [`crate::gateway::lifecycle::Gateway`] and implements [`Host`] with hostcalls. Nothing here decides
 //! anything about a request.
 //!
 //! Context ownership matters with proxy-wasm-rust 0.2: the SDK routes a callout's answer to the
@@ -19,10 +19,10 @@ use proxy_wasm::types::{
 
 use crate::config::Config;
 use crate::error::Reply;
+use crate::gateway::lifecycle::{Action, Gateway};
+use crate::host::metrics::{self, Kind, Metric};
 use crate::host::{Callout, CalloutToken, ContextId, DispatchError, Host};
-use crate::jwks_store::SharedStore;
-use crate::lifecycle::{Action, Gateway};
-use crate::metrics::{self, Kind, Metric};
+use crate::token::jwks_store::SharedStore;
 
 proxy_wasm::main! {{
     proxy_wasm::set_log_level(LogLevel::Info);

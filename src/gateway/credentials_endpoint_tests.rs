@@ -3,10 +3,10 @@
 //! route's), its metrics, and that a parked request still answers in its own format.
 use serde_json::json;
 
+use crate::gateway::lifecycle::{Action, Phase};
+use crate::gateway::lifecycle_tests::{config_with, headers, jwks_doc, token, Vm, OK_XML};
+use crate::host::metrics::Metric;
 use crate::host::ContextId;
-use crate::lifecycle::{Action, Phase};
-use crate::lifecycle_tests::{config_with, headers, jwks_doc, token, Vm, OK_XML};
-use crate::metrics::Metric;
 
 const CREDS: &str = "/apis/sts/credentials";
 const CONTAINER_BODY: &str = "{\"AccessKeyId\": \"nEffVHB6D9aV8oNWipJ\", \"SecretAccessKey\": \"EJBVsecret\", \"Token\": \"7MSXtoken\", \"Expiration\": \"2026-11-30T00:57:59Z\"}";
@@ -94,7 +94,7 @@ fn token_route_is_unchanged_and_not_counted_as_credentials() {
     assert_eq!(vm.g.phase(c), Some(Phase::CallingSts));
     assert_eq!(vm.host.metric_value(Metric::Ended("minted")), 1);
     assert_eq!(vm.host.metric_value(Metric::Ended("missing")), 1);
-    for r in crate::metrics::CREDENTIALS_REASONS {
+    for r in crate::host::metrics::CREDENTIALS_REASONS {
         assert_eq!(vm.host.metric_value(Metric::CredentialsEnded(r)), 0, "{r}");
     }
 }

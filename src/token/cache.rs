@@ -13,7 +13,7 @@ use crate::fifo::Fifo;
 
 use sha2::{Digest, Sha256};
 
-use crate::verify::{Source, Verified};
+use crate::token::verify::{Source, Verified};
 
 pub type TokenDigest = [u8; 32];
 
@@ -162,10 +162,10 @@ impl<S: BuildHasher> TokenCache<S> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::jwks::tests::{jwk_json, keypairs};
-    use crate::jwks::KeySet;
-    use crate::verify::tests::{good_token, policy, sources, ISS, NOW};
-    use crate::verify::verify;
+    use crate::token::jwks::tests::{jwk_json, keypairs};
+    use crate::token::jwks::KeySet;
+    use crate::token::verify::tests::{good_token, policy, sources, ISS, NOW};
+    use crate::token::verify::verify;
     use std::collections::HashSet;
     use std::rc::Rc;
 
@@ -234,10 +234,10 @@ mod model {
     //! The cache against a plain FIFO list over random sequences in simulated time: the same
     //! token inserted again and again, tokens that expire inside the skew, key rotations.
     use super::*;
-    use crate::jwks::tests::{jwk_json, keypairs};
-    use crate::jwks::KeySet;
-    use crate::verify::tests::{claims, sign, sources, ISS, NOW};
-    use crate::verify::{verify, Verified};
+    use crate::token::jwks::tests::{jwk_json, keypairs};
+    use crate::token::jwks::KeySet;
+    use crate::token::verify::tests::{claims, sign, sources, ISS, NOW};
+    use crate::token::verify::{verify, Verified};
     use proptest::prelude::*;
     use std::collections::HashSet;
     use std::rc::Rc;
@@ -267,7 +267,7 @@ mod model {
             .map(|t| {
                 (
                     t.clone(),
-                    verify(t, NOW, &s, &crate::verify::tests::policy()).unwrap(),
+                    verify(t, NOW, &s, &crate::token::verify::tests::policy()).unwrap(),
                 )
             })
             .collect()
@@ -367,7 +367,7 @@ mod model {
     }
 
     proptest! {
-        #![proptest_config(ProptestConfig { cases: crate::lifecycle_model::cases(256), ..ProptestConfig::default() })]
+        #![proptest_config(ProptestConfig { cases: crate::gateway::lifecycle_model::cases(256), ..ProptestConfig::default() })]
         #[test]
         fn cache_matches_fifo_model(ops in prop::collection::vec(prop_oneof![
             4 => (0..8usize).prop_map(Op::Insert),

@@ -8,7 +8,7 @@ use jwt_simple::prelude::{Audiences, Duration, Token};
 use jwt_simple::JWTError;
 
 use crate::error::Error;
-use crate::jwks::{Claims, Jwk, KeySet};
+use crate::token::jwks::{Claims, Jwk, KeySet};
 
 /// The keys of one JWKS source and the issuers that source speaks for.
 pub struct Source {
@@ -302,8 +302,8 @@ fn map_jwt_error(e: &jwt_simple::Error) -> Error {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::jwks::tests::{jwk_json, keypairs};
-    use crate::rsa_sig::tests::sign_raw;
+    use crate::crypto::rsa_sig::tests::sign_raw;
+    use crate::token::jwks::tests::{jwk_json, keypairs};
     use base64::engine::general_purpose::URL_SAFE_NO_PAD;
     use base64::Engine;
     use hmac::{Hmac, Mac};

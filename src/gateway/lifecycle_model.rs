@@ -13,12 +13,12 @@ use std::sync::OnceLock;
 use proptest::prelude::*;
 use serde_json::json;
 
-use crate::flow::MAX_ABSENT_KIDS;
+use crate::gateway::flow::MAX_ABSENT_KIDS;
+use crate::gateway::lifecycle::RESUME_PER_CALL;
+use crate::gateway::lifecycle_tests::{config_with, headers, jwks_doc, token, Vm, NOW_MS, OK_XML};
 use crate::host::ContextId;
-use crate::jwks_store::MemoryStore;
-use crate::lifecycle::RESUME_PER_CALL;
-use crate::lifecycle_tests::{config_with, headers, jwks_doc, token, Vm, NOW_MS, OK_XML};
-use crate::verify::tests::NOW;
+use crate::token::jwks_store::MemoryStore;
+use crate::token::verify::tests::NOW;
 
 const PARK_MAX: usize = 8;
 const PARK_BYTES: usize = 12_000;

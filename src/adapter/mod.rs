@@ -1,0 +1,2 @@
+//! The proxy-wasm adapter (cargo feature `envoy`).
+mod filter;

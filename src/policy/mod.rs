@@ -1,0 +1,2 @@
+//! Who may mint, and for which tenant.
+pub mod authorize;
