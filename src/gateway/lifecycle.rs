@@ -11,7 +11,9 @@
 //!            │                                                    ▼      │ again, never parks twice
 //!            └── verified + authorized → calling STS (self.calls) → reply 201 (token) or 200
 //!                                                                  (credentials), 502/503/504
-//!  client gone: removed from wherever it is; its callout is cancelled by Envoy.
+//!  client gone: removed from wherever it is. Its STS callout, if any, goes on (Envoy makes
+//!  every callout on the root context): its answer still serves the requests that wait for
+//!  it and the reuse store, and is counted, but no reply is sent.
 //! ```
 //!
 //! Words: a *callout* is an HTTP call the filter makes (JWKS fetch or STS); its *answer* is what
@@ -32,11 +34,16 @@ use crate::sts::response::{AssumedCredentials, MAX_BODY_BYTES};
 use crate::token::cache::TokenDigest;
 use crate::token::extract::{bearer_token, container_token};
 
-/// At most this many parked requests are verified again in one call into the VM. Envoy sends
-/// each local reply made for another stream after the VM call returns, and each reply's own
-/// VM callbacks nest one level deeper: an unbounded batch overflowed V8's stack at ~600
-/// replies. It also bounds the RSA work of one call (~0.5 ms each in V8).
+/// At most this many parked requests are verified again in one call into the VM, and about
+/// this many timed-out STS calls answered. Envoy sends each local reply made for another
+/// stream after the VM call returns, and each reply's own VM callbacks nest one level deeper:
+/// an unbounded batch overflowed V8's stack at ~600 replies. It also bounds the RSA work of
+/// one call.
 pub const RESUME_PER_CALL: usize = 32;
+
+/// STS calls in flight per VM at most: a callout outlives its client, so clients that leave
+/// at once must not pile up calls without bound. Past it, a request is answered 503.
+pub const MAX_CALLS_IN_FLIGHT: usize = 1024;
 
 /// Tick period while resumed requests are still due (the regular period is the adapter's).
 pub const FAST_TICK_MS: u64 = 1;
@@ -65,6 +72,8 @@ pub enum Phase {
 /// A request whose STS callout is in flight.
 struct Call {
     ctx: ContextId,
+    /// The client of `ctx` left: the answer goes to the waiters and the reuse store only.
+    owner_gone: bool,
     caller: String,
     session: String,
     tenant: Option<String>,
@@ -73,10 +82,9 @@ struct Call {
     started_ms: u64,
     dispatched_ms: u64,
     deadline_ms: u64,
-    /// Reuse on: who the credentials are for, the signed callout (sent again for a waiter if
-    /// this request's client leaves), and requests of the same caller waiting for this call.
+    /// Reuse on: who the credentials are for, and requests of the same caller waiting for
+    /// this call.
     reuse_key: Option<TokenDigest>,
-    callout: Option<Callout>,
     waiters: Vec<Waiter>,
 }
 
@@ -104,8 +112,6 @@ pub struct Gateway {
     /// Opt-in reuse: stored credentials, and the call in flight per caller.
     reuse: Option<ReuseStore>,
     minting: HashMap<TokenDigest, CalloutToken>,
-    /// Calls whose client left while others waited for them: sent again on the next tick.
-    orphans: Vec<Call>,
     fast_tick: bool,
     #[cfg(test)]
     last_sts_body: String,
@@ -133,7 +139,6 @@ impl Gateway {
             fetches: HashMap::new(),
             reuse,
             minting: HashMap::new(),
-            orphans: Vec::new(),
             fast_tick: false,
             #[cfg(test)]
             last_sts_body: String::new(),
@@ -170,12 +175,7 @@ impl Gateway {
             cache_entries,
             cache_bytes,
             parking_consistent: self.parking.consistent(),
-            waiters: self
-                .calls
-                .values()
-                .chain(&self.orphans)
-                .map(|c| c.waiters.len())
-                .sum(),
+            waiters: self.calls.values().map(|c| c.waiters.len()).sum(),
             max_waiters: self
                 .calls
                 .values()
@@ -183,7 +183,7 @@ impl Gateway {
                 .max()
                 .unwrap_or(0),
             minting: self.minting.len(),
-            orphans: self.orphans.len(),
+            owners_gone: self.calls.values().filter(|c| c.owner_gone).count(),
             reused_entries: self.reuse.as_ref().map_or(0, ReuseStore::len),
             verifications: self.verifications,
         }
@@ -307,7 +307,7 @@ impl Gateway {
             if let Some(creds) = store.get(&key, now) {
                 self.answer_one(
                     host,
-                    ctx,
+                    Some(ctx),
                     ask.endpoint,
                     &call.caller,
                     &call.session,
@@ -337,6 +337,11 @@ impl Gateway {
                 }
             }
         }
+        if self.calls.len() >= MAX_CALLS_IN_FLIGHT {
+            let reply = self.worker.reply(&Error::RgwUnavailable);
+            end(host, ctx, &reply, Some(ask.endpoint));
+            return;
+        }
         // Only now, with RGW really called, is the request signed.
         let callout = self.worker.sts_callout(&call, now / 1000);
         #[cfg(test)]
@@ -347,6 +352,7 @@ impl Gateway {
         }
         let entry = Call {
             ctx,
+            owner_gone: false,
             caller: call.caller,
             session: call.session,
             tenant: call.tenant,
@@ -358,36 +364,20 @@ impl Gateway {
                 .saturating_add(callout.timeout_ms)
                 .saturating_add(CALLOUT_SLACK_MS),
             reuse_key: call.reuse_key,
-            callout: None,
             waiters: Vec::new(),
         };
         self.dispatch_sts(host, entry, callout);
     }
 
-    /// Sends `entry`'s STS callout, owned by its client's stream (if the client leaves, Envoy
-    /// cancels it).
-    fn dispatch_sts<H: Host>(&mut self, host: &mut H, mut entry: Call, callout: Callout) {
-        match host.dispatch(Some(entry.ctx), &callout) {
+    /// Sends `entry`'s STS callout (the root's: it outlives the client).
+    fn dispatch_sts<H: Host>(&mut self, host: &mut H, entry: Call, callout: Callout) {
+        match host.dispatch(&callout) {
             Ok(token) => {
                 self.call_of.insert(entry.ctx, token);
-                for w in &entry.waiters {
-                    self.call_of.insert(w.ctx, token);
-                }
                 if let Some(key) = entry.reuse_key {
                     self.minting.entry(key).or_insert(token);
-                    entry.callout = Some(callout);
                 }
                 self.calls.insert(token, entry);
-            }
-            Err(DispatchError::StreamGone) => {
-                count(host, "client_gone", Some(entry.endpoint));
-                // Its waiters, if any, try again on the next tick.
-                if !entry.waiters.is_empty() {
-                    entry.ctx = 0;
-                    entry.callout = Some(callout);
-                    self.orphans.push(entry);
-                    self.tick_fast(host, true);
-                }
             }
             Err(DispatchError::Failed) => {
                 log::error!(
@@ -418,7 +408,9 @@ impl Gateway {
             self.keys_answer(host, fetch.source, status, body.as_deref());
             self.resume(host);
         } else if let Some(call) = self.calls.remove(&token) {
-            self.call_of.remove(&call.ctx);
+            if !call.owner_gone {
+                self.call_of.remove(&call.ctx);
+            }
             self.waiting_done(token, &call);
             let body = match status {
                 Some(_) => host.answer_body(body_size, MAX_BODY_BYTES),
@@ -445,57 +437,19 @@ impl Gateway {
         }
     }
 
-    /// The client's stream ended (reset, or done after our reply): forget its request.
-    pub fn on_stream_end<H: Host>(&mut self, host: &mut H, ctx: ContextId) {
+    /// The client's stream ended (reset, or done after our reply): forget its request. An STS
+    /// call it made goes on for its waiters and the reuse store; its answer is not sent.
+    pub fn on_stream_end<H: Host>(&mut self, _host: &mut H, ctx: ContextId) {
         self.parking.leave(ctx);
         let Some(token) = self.call_of.remove(&ctx) else {
             return;
         };
-        let owner = self.calls.get(&token).map(|c| c.ctx);
-        if owner == Some(ctx) {
-            // Envoy cancelled the callout with the stream: no answer will come.
-            if let Some(mut call) = self.calls.remove(&token) {
-                self.waiting_done(token, &call);
-                if !call.waiters.is_empty() && call.callout.is_some() {
-                    call.ctx = 0;
-                    self.orphans.push(call);
-                    self.tick_fast(host, true);
-                }
-            }
-        } else if let Some(call) = self.calls.get_mut(&token) {
-            call.waiters.retain(|w| w.ctx != ctx);
-        } else {
-            for call in &mut self.orphans {
+        if let Some(call) = self.calls.get_mut(&token) {
+            if call.ctx == ctx {
+                call.owner_gone = true;
+            } else {
                 call.waiters.retain(|w| w.ctx != ctx);
             }
-        }
-    }
-
-    /// Calls whose client left while others waited: the first waiter still here takes it over.
-    fn adopt_orphans<H: Host>(&mut self, host: &mut H) {
-        for mut call in std::mem::take(&mut self.orphans) {
-            let Some(callout) = call.callout.take() else {
-                continue;
-            };
-            let mut waiters = std::mem::take(&mut call.waiters).into_iter();
-            // Each pass removes one waiter: ends after at most RESUME_PER_CALL passes.
-            for w in waiters.by_ref() {
-                if !self.call_of.contains_key(&w.ctx) {
-                    continue; // that client left too
-                }
-                self.call_of.remove(&w.ctx);
-                call.ctx = w.ctx;
-                call.request_id = w.request_id;
-                call.started_ms = w.started_ms;
-                call.endpoint = w.endpoint;
-                break;
-            }
-            if call.ctx == 0 {
-                continue;
-            }
-            call.waiters = waiters.collect();
-            call.dispatched_ms = host.now_ms();
-            self.dispatch_sts(host, call, callout);
         }
     }
 
@@ -515,7 +469,7 @@ impl Gateway {
             let Some(callout) = self.worker.jwks_callout(i) else {
                 continue;
             };
-            match host.dispatch(None, &callout) {
+            match host.dispatch(&callout) {
                 Ok(token) => {
                     let deadline_ms = now
                         .saturating_add(callout.timeout_ms)
@@ -531,9 +485,11 @@ impl Gateway {
                 Err(_) => self.keys_answer(host, i, None, None),
             }
         }
-        self.expire(host, now);
-        self.adopt_orphans(host);
+        let more_late = self.expire(host, now);
         self.resume(host);
+        if more_late {
+            self.tick_fast(host, true);
+        }
         host.metric(Metric::Parked(self.parking.len() as u64));
         if let Some(max) = vm_memory::report(host, self.worker.vm_id(), vm_memory_bytes, now) {
             host.metric(Metric::VmMemoryBytes(max));
@@ -541,8 +497,10 @@ impl Gateway {
     }
 
     /// Drops callouts whose answer never came (Envoy enforces their timeouts, so this is a
-    /// backstop that keeps the maps bounded whatever the host does).
-    fn expire<H: Host>(&mut self, host: &mut H, now: u64) {
+    /// backstop that keeps the maps bounded whatever the host does). Answers at most about
+    /// [`RESUME_PER_CALL`] requests per call (oldest deadline first); `true` if late calls
+    /// remain for the next tick.
+    fn expire<H: Host>(&mut self, host: &mut H, now: u64) -> bool {
         let late: Vec<CalloutToken> = self
             .fetches
             .iter()
@@ -554,15 +512,25 @@ impl Gateway {
                 self.keys_answer(host, f.source, None, None);
             }
         }
-        let late: Vec<CalloutToken> = self
+        let mut late: Vec<(u64, CalloutToken)> = self
             .calls
             .iter()
             .filter(|(_, c)| now >= c.deadline_ms)
-            .map(|(t, _)| *t)
+            .map(|(t, c)| (c.deadline_ms, *t))
             .collect();
-        for token in late {
+        late.sort_unstable();
+        let mut answered = 0usize;
+        let mut left = late.len();
+        for (_, token) in late {
+            if answered >= RESUME_PER_CALL {
+                break;
+            }
+            left -= 1;
             if let Some(call) = self.calls.remove(&token) {
-                self.call_of.remove(&call.ctx);
+                answered += 1 + call.waiters.len();
+                if !call.owner_gone {
+                    self.call_of.remove(&call.ctx);
+                }
                 self.waiting_done(token, &call);
                 let timeout = StsAnswer::Answered {
                     status: 504,
@@ -572,6 +540,7 @@ impl Gateway {
                 self.sts_done(host, call, timeout);
             }
         }
+        left > 0
     }
 
     fn keys_answer<H: Host>(
@@ -636,7 +605,7 @@ impl Gateway {
         }
         self.answer_one(
             host,
-            call.ctx,
+            (!call.owner_gone).then_some(call.ctx),
             call.endpoint,
             &call.caller,
             &call.session,
@@ -652,7 +621,7 @@ impl Gateway {
             self.call_of.remove(&w.ctx);
             self.answer_one(
                 host,
-                w.ctx,
+                Some(w.ctx),
                 w.endpoint,
                 &call.caller,
                 &call.session,
@@ -668,12 +637,13 @@ impl Gateway {
     }
 
     /// Replies to one request with `creds` in the format of the `endpoint` it came through (a
-    /// success counts as `success`) and logs its mint line.
+    /// success counts as `success`) and logs its mint line. `ctx` is `None` when the client
+    /// left while RGW minted: nothing is sent, the line says `client_gone`.
     #[allow(clippy::too_many_arguments)]
     fn answer_one<H: Host>(
         &self,
         host: &mut H,
-        ctx: ContextId,
+        ctx: Option<ContextId>,
         endpoint: Endpoint,
         caller: &str,
         session: &str,
@@ -697,7 +667,13 @@ impl Gateway {
             }
             Err(e) => (self.worker.reply(&e), Some(e.reason())),
         };
-        let delivered = end(host, ctx, &reply, Some(endpoint));
+        let delivered = match ctx {
+            Some(ctx) => end(host, ctx, &reply, Some(endpoint)),
+            None => {
+                count(host, "client_gone", Some(endpoint));
+                false
+            }
+        };
         let reason = match (failure, delivered) {
             (_, false) => "client_gone",
             (None, true) => success,
@@ -733,7 +709,8 @@ pub struct Usage {
     pub waiters: usize,
     pub max_waiters: usize,
     pub minting: usize,
-    pub orphans: usize,
+    /// Calls in flight whose client left.
+    pub owners_gone: usize,
     pub reused_entries: usize,
     pub verifications: u64,
 }

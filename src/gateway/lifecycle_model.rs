@@ -6,24 +6,45 @@
 //!
 //! `PROPTEST_CASES` sets the number of sequences (`make test`: the default below; `make soak`:
 //! many more).
+//!
+//! The bounds below are written as numbers, not taken from the implementation: a constant
+//! changed there must fail here. The generators reach each of them: bursts of hundreds of
+//! forged kids (parking, absent kids), more tokens than the cache holds (entries and bytes),
+//! several principals and tenants (reuse entries), advances past the reuse and refresh windows,
+//! keys added and removed.
 use std::collections::HashMap;
 use std::rc::Rc;
 use std::sync::OnceLock;
+use std::time::Duration;
 
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
 use proptest::prelude::*;
+use proptest::test_runner::{Config as RunnerConfig, FileFailurePersistence, TestRunner};
 use serde_json::json;
 
-use crate::gateway::flow::MAX_ABSENT_KIDS;
-use crate::gateway::lifecycle::RESUME_PER_CALL;
 use crate::gateway::lifecycle_tests::{config_with, headers, jwks_doc, token, Vm, NOW_MS, OK_XML};
 use crate::host::ContextId;
 use crate::token::jwks_store::MemoryStore;
 use crate::token::verify::tests::NOW;
 
-const PARK_MAX: usize = 8;
-const PARK_BYTES: usize = 12_000;
+/// Above `PER_CALL`, so resumes come in batches; bursts of small forged tokens fill the
+/// count, bursts with padded ones the bytes.
+const PARK_MAX: usize = 48;
+const PARK_BYTES: usize = 60_000;
 const CACHE_ENTRIES: usize = 4;
+/// The smallest allowed; the padded tokens (about 21 KB accounted each) reach it.
 const CACHE_BYTES: usize = 65_536;
+/// Per call into the VM: parked requests verified again, replies to other streams.
+const PER_CALL: usize = 32;
+/// Kids remembered as unpublished, per VM.
+const ABSENT_KIDS: usize = 1024;
+/// STS calls in flight per VM.
+const CALLS_IN_FLIGHT: usize = 1024;
+/// The STS callout's timeout (config default).
+const RGW_TIMEOUT_MS: u64 = 5_000;
+const PRINCIPALS: usize = 3;
+const TENANTS: [Option<&str>; 3] = [None, Some("red"), Some("blue")];
 /// min_refetch 5 s + lease (2 s timeout + 1 s).
 const MAX_WAIT_MS: u64 = 8_000;
 const LEASE_MS: u64 = 3_000;
@@ -31,7 +52,13 @@ const FORGED: usize = 12;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Caller {
-    Admin,
+    /// Admin `p` (its own `sub`), asking for tenant `TENANTS[t]`.
+    Admin {
+        p: usize,
+        t: usize,
+    },
+    /// Admin `p` again, with a token padded to about 10 KB (fills the cache's bytes).
+    Big(usize),
     NonAdmin,
     /// A non-admin token that expired 2 s ago: inside the skew, so it verifies (the hang).
     SkewExpired,
@@ -52,6 +79,11 @@ enum Op {
         caller: Caller,
         credentials: bool,
     },
+    /// `n` requests at once, each with a kid nobody published.
+    Burst {
+        vm: usize,
+        n: usize,
+    },
     Leave {
         vm: usize,
         pick: usize,
@@ -71,11 +103,14 @@ enum Op {
         ms: u64,
     },
     Rotate,
+    /// The issuer stops publishing the first key (only once the second one is out).
+    Retire,
 }
 
 fn caller() -> impl Strategy<Value = Caller> {
     prop_oneof![
-        3 => Just(Caller::Admin),
+        3 => (0..PRINCIPALS, 0..TENANTS.len()).prop_map(|(p, t)| Caller::Admin { p, t }),
+        1 => (0..PRINCIPALS).prop_map(Caller::Big),
         2 => Just(Caller::NonAdmin),
         4 => Just(Caller::SkewExpired),
         1 => Just(Caller::Expired),
@@ -95,13 +130,22 @@ fn op() -> impl Strategy<Value = Op> {
         4 => (0..2usize).prop_map(|vm| Op::Tick { vm }),
         3 => (any::<usize>(), 0..4u8).prop_map(|(pick, outcome)| Op::AnswerJwks { pick, outcome }),
         3 => (any::<usize>(), 0..4u8).prop_map(|(pick, outcome)| Op::AnswerSts { pick, outcome }),
-        3 => prop_oneof![1..200u64, 200..3_000u64, 3_000..12_000u64].prop_map(|ms| Op::Advance { ms }),
+        3 => prop_oneof![
+            3 => 1..200u64,
+            3 => 200..3_000u64,
+            3 => 3_000..12_000u64,
+            1 => 300_000..700_000u64
+        ]
+        .prop_map(|ms| Op::Advance { ms }),
         1 => Just(Op::Rotate),
+        1 => Just(Op::Retire),
+        1 => (0..2usize, prop_oneof![40..100usize, 100..1_100usize]).prop_map(|(vm, n)| Op::Burst { vm, n }),
     ]
 }
 
 struct Tokens {
-    admin: String,
+    admins: Vec<String>,
+    big: Vec<String>,
     non_admin: String,
     skew_expired: String,
     expired: String,
@@ -113,7 +157,31 @@ struct Tokens {
 fn tokens() -> &'static Tokens {
     static T: OnceLock<Tokens> = OnceLock::new();
     T.get_or_init(|| Tokens {
-        admin: token("admin", &["admin"], "sig-1", 0, json!({})),
+        admins: (0..PRINCIPALS)
+            .map(|p| {
+                let sub = format!("u-admin-{p}");
+                token(
+                    &format!("admin{p}"),
+                    &["admin"],
+                    "sig-1",
+                    0,
+                    json!({ "sub": sub }),
+                )
+            })
+            .collect(),
+        big: (0..PRINCIPALS)
+            .map(|p| {
+                let sub = format!("u-admin-{p}");
+                let pad = "x".repeat(10_000);
+                token(
+                    &format!("admin{p}"),
+                    &["admin"],
+                    "sig-1",
+                    0,
+                    json!({ "sub": sub, "pad": pad }),
+                )
+            })
+            .collect(),
         non_admin: token("user", &["user"], "sig-1", 0, json!({})),
         skew_expired: token("user", &["user"], "sig-1", 0, json!({"exp": NOW - 2})),
         expired: token("admin", &["admin"], "sig-1", 0, json!({"exp": NOW - 3600})),
@@ -125,6 +193,16 @@ fn tokens() -> &'static Tokens {
     })
 }
 
+/// A token with a kid nobody publishes (its signature is never reached).
+fn forged_kid(i: usize) -> String {
+    let header = json!({"alg": "RS256", "typ": "JWT", "kid": format!("burst-{i}")});
+    // Every fourth one is padded (about 10 KB): the parking's byte bound is reached too.
+    let t = tokens();
+    let base = if i % 4 == 3 { &t.big[0] } else { &t.admins[0] };
+    let rest = base.split_once('.').map_or("", |(_, r)| r);
+    format!("{}.{rest}", URL_SAFE_NO_PAD.encode(header.to_string()))
+}
+
 /// What the model remembers of one request.
 struct Expect {
     caller: Caller,
@@ -133,6 +211,60 @@ struct Expect {
     /// Something could legitimately keep a rotated key from it: a failed or lost fetch,
     /// a full parking, or a wait that ran out.
     trouble: bool,
+    /// An RGW call on its worker failed or timed out while it waited: a 502/503/504 is
+    /// allowed. Without it, an admin must get credentials.
+    rgw_trouble: bool,
+}
+
+/// Who an STS request was for: the session's user and the tenant its policy names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct MintedFor {
+    user: String,
+    tenant: Option<String>,
+}
+
+fn minted_for(sts_body: &[u8]) -> MintedFor {
+    let body = String::from_utf8_lossy(sts_body);
+    let param = |name: &str| {
+        body.split('&')
+            .find_map(|kv| kv.strip_prefix(name))
+            .map(percent_decode)
+    };
+    let session = param("RoleSessionName=").unwrap_or_default();
+    let user = session
+        .split(['@', '-'])
+        .next()
+        .unwrap_or_default()
+        .to_string();
+    let tenant = param("Policy=").map(|policy| {
+        TENANTS
+            .iter()
+            .flatten()
+            .find(|t| policy.contains(&format!(":::{t}")))
+            .map_or_else(|| format!("unknown policy {policy}"), |t| t.to_string())
+    });
+    MintedFor { user, tenant }
+}
+
+fn percent_decode(s: &str) -> String {
+    let mut out = Vec::new();
+    let b = s.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' {
+            let hex = b
+                .get(i + 1..i + 3)
+                .and_then(|h| std::str::from_utf8(h).ok());
+            if let Some(v) = hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
+                out.push(v);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(if b[i] == b'+' { b' ' } else { b[i] });
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// RGW's success answer with a distinct access key id per call.
@@ -152,10 +284,11 @@ fn access_key(body: &[u8]) -> Option<String> {
 struct World {
     reuse: bool,
     minted: u64,
-    /// Access key ids RGW handed out (per VM: stores are per worker), with when.
-    issued: HashMap<String, (usize, u64)>,
+    /// Access key ids RGW handed out (per VM: stores are per worker), with when, and for whom.
+    issued: HashMap<String, (usize, u64, MintedFor)>,
     vms: [Vm; 2],
     rotated: bool,
+    retired: bool,
     expect: HashMap<(usize, ContextId), Expect>,
     left: usize,
     now_ms: u64,
@@ -168,6 +301,7 @@ impl World {
                 "token_cache_entries": CACHE_ENTRIES,
                 "token_cache_bytes": CACHE_BYTES,
                 "parking": {"max_requests": PARK_MAX, "max_bytes": PARK_BYTES},
+                "tenants": {"scope_admins": true},
             });
             if reuse {
                 c["reuse"] = json!({"min_remaining_seconds": 3000, "max_entries": 2});
@@ -187,6 +321,7 @@ impl World {
             issued: HashMap::new(),
             vms: [a, b],
             rotated: false,
+            retired: false,
             expect: HashMap::new(),
             left: 0,
             now_ms: NOW_MS,
@@ -194,11 +329,21 @@ impl World {
     }
 
     fn jwks_doc(&self) -> Vec<u8> {
-        if self.rotated {
+        if self.retired {
+            jwks_doc(&[(1, "sig-2")])
+        } else if self.rotated {
             jwks_doc(&[(0, "sig-1"), (1, "sig-2")])
         } else {
             jwks_doc(&[(0, "sig-1")])
         }
+    }
+
+    /// Work counters before one call into a VM.
+    fn start_call(&mut self) -> Vec<u64> {
+        for vm in &mut self.vms {
+            vm.host.max_deferred_per_call = 0;
+        }
+        self.vms.iter().map(|v| v.g.usage().verifications).collect()
     }
 
     fn flag_trouble(&mut self) {
@@ -207,8 +352,31 @@ impl World {
         }
     }
 
+    fn flag_rgw_trouble(&mut self, vm: usize) {
+        for ((v, _), e) in &mut self.expect {
+            if *v == vm {
+                e.rgw_trouble = true;
+            }
+        }
+    }
+
+    fn expect(&mut self, vm: usize, ctx: ContextId, caller: Caller, credentials: bool, full: bool) {
+        // It may wait for (coalesce onto) a call that is already late.
+        let rgw_trouble = self.has_late_call(vm);
+        self.expect.insert(
+            (vm, ctx),
+            Expect {
+                caller,
+                credentials,
+                arrived_ms: self.now_ms,
+                trouble: full,
+                rgw_trouble,
+            },
+        );
+    }
+
     fn apply(&mut self, op: &Op) -> Result<(), TestCaseError> {
-        let before: Vec<u64> = self.vms.iter().map(|v| v.g.usage().verifications).collect();
+        let mut before: Vec<u64> = self.vms.iter().map(|v| v.g.usage().verifications).collect();
         for vm in &mut self.vms {
             vm.host.max_deferred_per_call = 0;
         }
@@ -224,7 +392,14 @@ impl World {
                 };
                 let t = tokens();
                 let h = match caller {
-                    Caller::Admin => headers("PUT", "/apis/sts/token", Some(&t.admin), &[]),
+                    Caller::Admin { p, t: tenant } => {
+                        let extra: Vec<(&str, &str)> = TENANTS[tenant]
+                            .map(|name| ("cray-tenant-name", name))
+                            .into_iter()
+                            .collect();
+                        headers("PUT", "/apis/sts/token", Some(&t.admins[p]), &extra)
+                    }
+                    Caller::Big(p) => headers("PUT", "/apis/sts/token", Some(&t.big[p]), &[]),
                     Caller::NonAdmin => headers("PUT", "/apis/sts/token", Some(&t.non_admin), &[]),
                     Caller::SkewExpired => {
                         headers("PUT", "/apis/sts/token", Some(&t.skew_expired), &[])
@@ -238,17 +413,25 @@ impl World {
                 };
                 let credentials = *credentials && caller != Caller::Healthz;
                 let h = if credentials { as_credentials(h) } else { h };
-                let full = self.vms[*vm].g.usage().parked >= PARK_MAX;
+                // Full by count, or by bytes for a token of up to about 11 KB.
+                let u = self.vms[*vm].g.usage();
+                let full = u.parked >= PARK_MAX || u.parked_bytes + 12_000 > PARK_BYTES;
                 let (ctx, _) = self.vms[*vm].request(&h);
-                self.expect.insert(
-                    (*vm, ctx),
-                    Expect {
-                        caller,
-                        credentials,
-                        arrived_ms: self.now_ms,
-                        trouble: full,
-                    },
-                );
+                self.expect(*vm, ctx, caller, credentials, full);
+            }
+            Op::Burst { vm, n } => {
+                // One call per request, as Envoy makes them; the bounds are checked after all.
+                for i in 0..*n {
+                    let t = forged_kid(i);
+                    let h = headers("PUT", "/apis/sts/token", Some(&t), &[]);
+                    let (ctx, _) = self.vms[*vm].request(&h);
+                    self.expect(*vm, ctx, Caller::Forged(0), false, true);
+                    if i + 1 < *n {
+                        // Each request is one call into the VM: its own bounds.
+                        self.check_bounds(&before)?;
+                        before = self.vms.iter().map(|v| v.g.usage().verifications).collect();
+                    }
+                }
             }
             Op::Leave { vm, pick } => {
                 let live: Vec<ContextId> = {
@@ -292,31 +475,70 @@ impl World {
                     let (v, t) = pending[pick % pending.len()];
                     match outcome {
                         0 | 1 => self.sts_ok(v, t),
-                        2 => self.vms[v].answer(t, Some(503), b"no healthy upstream"),
-                        _ => self.vms[v].answer(t, None, b""),
+                        2 => {
+                            self.flag_rgw_trouble(v);
+                            self.vms[v].answer(t, Some(503), b"no healthy upstream");
+                        }
+                        _ => {
+                            self.flag_rgw_trouble(v);
+                            self.vms[v].answer(t, None, b"");
+                        }
                     }
                 }
             }
-            Op::Advance { ms } => {
-                self.now_ms += ms;
-                for vm in &mut self.vms {
-                    vm.host.now_ms = self.now_ms;
-                }
-            }
+            Op::Advance { ms } => self.advance(*ms),
             Op::Rotate => {
                 // The issuer publishes a second key; fetches from now on return both.
                 self.rotated = true;
+            }
+            Op::Retire => {
+                if self.rotated {
+                    self.retired = true;
+                }
             }
         }
         self.check_bounds(&before)
     }
 
+    /// A call past its timeout, which the gateway may answer 504.
+    fn has_late_call(&self, vm: usize) -> bool {
+        self.vms[vm]
+            .host
+            .pending
+            .values()
+            .any(|p| p.cluster == "rgw" && self.now_ms - p.dispatched_ms >= RGW_TIMEOUT_MS)
+    }
+
+    fn advance(&mut self, ms: u64) {
+        self.now_ms += ms;
+        for v in 0..2 {
+            self.vms[v].host.now_ms = self.now_ms;
+            if self.has_late_call(v) {
+                self.flag_rgw_trouble(v);
+            }
+        }
+    }
+
     fn sts_ok(&mut self, v: usize, t: u32) {
         self.minted += 1;
         let xml = ok_xml(self.minted);
-        self.issued
-            .insert(format!("AKID{:015}", self.minted), (v, self.now_ms));
+        let whom = self.vms[v]
+            .host
+            .pending
+            .get(&t)
+            .map(|p| minted_for(&p.body));
+        if let Some(whom) = whom {
+            self.issued
+                .insert(format!("AKID{:015}", self.minted), (v, self.now_ms, whom));
+        }
         self.vms[v].answer(t, Some(200), xml.as_bytes());
+    }
+
+    /// Token callers whose token may no longer verify: its key retired, or near its `exp`.
+    fn may_be_unverifiable(&self, caller: Caller) -> bool {
+        let expiring = self.now_ms / 1000 + 120 >= NOW + 3600;
+        let old_key = self.retired && !matches!(caller, Caller::Rotated);
+        expiring || old_key
     }
 
     fn check_bounds(&mut self, before: &[u64]) -> Result<(), TestCaseError> {
@@ -331,22 +553,25 @@ impl World {
                 u.cache_entries <= CACHE_ENTRIES && u.cache_bytes <= CACHE_BYTES,
                 "{u:?}"
             );
-            prop_assert!(u.absent_kids <= MAX_ABSENT_KIDS, "{u:?}");
-            prop_assert_eq!(u.calls + u.waiters, u.call_index);
-            prop_assert!(u.max_waiters <= RESUME_PER_CALL);
+            prop_assert!(u.absent_kids <= ABSENT_KIDS, "{u:?}");
+            prop_assert_eq!(u.calls + u.waiters, u.call_index + u.owners_gone);
+            prop_assert!(u.max_waiters <= PER_CALL);
             prop_assert!(u.minting <= u.calls, "{u:?}");
             prop_assert!(u.reused_entries <= 2, "{u:?}");
+            prop_assert!(u.fetches <= 3, "{u:?}");
             if !self.reuse {
                 prop_assert_eq!((u.waiters, u.minting, u.reused_entries), (0, 0, 0));
             }
-            prop_assert!(u.calls <= vm.host.live.len(), "{u:?}");
-            prop_assert!(u.fetches <= 3, "{u:?}");
-            // Work per call: one verification for a new request, or a bounded resume batch.
+            // A call outlives its client (Envoy's callouts are the root's), never the bound.
+            prop_assert!(u.calls - u.owners_gone <= vm.host.live.len(), "{u:?}");
+            prop_assert!(u.calls <= CALLS_IN_FLIGHT, "{u:?}");
             prop_assert!(
-                u.verifications - before[i] <= RESUME_PER_CALL as u64 + 1,
-                "{u:?}"
+                vm.host.second_replies.is_empty(),
+                "a stream got two replies"
             );
-            prop_assert!(vm.host.max_deferred_per_call <= RESUME_PER_CALL);
+            // Work per call: one verification for a new request, or a bounded resume batch.
+            prop_assert!(u.verifications - before[i] <= PER_CALL as u64 + 1, "{u:?}");
+            prop_assert!(vm.host.max_deferred_per_call <= PER_CALL);
         }
         // The shared lease: two JWKS fetches of the same source never overlap within a lease.
         let mut times: Vec<u64> = self
@@ -396,18 +621,22 @@ impl World {
                 } else {
                     reply.status
                 };
-                let ok = match e.caller {
-                    Caller::Admin => matches!(s, 201 | 502 | 503 | 504),
-                    Caller::NonAdmin => s == 403,
-                    Caller::SkewExpired => s == 403 || s == 401,
-                    Caller::Expired | Caller::Forged(_) | Caller::IdToken | Caller::Garbage => {
-                        s == 401
-                    }
-                    Caller::Rotated => {
-                        matches!(s, 201 | 502 | 503 | 504) || (s == 401 && (e.trouble || waited))
-                    }
-                    Caller::Healthz => s == 200,
-                };
+                let rgw_failed = e.rgw_trouble && (502..=504).contains(&s);
+                let unverifiable = s == 401 && self.may_be_unverifiable(e.caller);
+                let ok = unverifiable
+                    || match e.caller {
+                        // Success is required: only a failed or late RGW call excuses a 5xx.
+                        Caller::Admin { .. } | Caller::Big(_) => s == 201 || rgw_failed,
+                        Caller::NonAdmin => s == 403,
+                        Caller::SkewExpired => s == 403 || s == 401,
+                        Caller::Expired | Caller::Forged(_) | Caller::IdToken | Caller::Garbage => {
+                            s == 401
+                        }
+                        Caller::Rotated => {
+                            s == 201 || rgw_failed || (s == 401 && (e.trouble || waited))
+                        }
+                        Caller::Healthz => s == 200,
+                    };
                 prop_assert!(
                     ok,
                     "{:?} got {} ({})",
@@ -421,8 +650,28 @@ impl World {
                     let key = access_key(&reply.body);
                     let issued = key.as_ref().and_then(|k| self.issued.get(k));
                     prop_assert!(issued.is_some(), "unknown credentials {key:?}");
-                    if let Some((vm, at)) = issued {
+                    if let Some((vm, at, whom)) = issued {
                         prop_assert_eq!(*vm, v, "credentials crossed workers");
+                        // Only ever the caller they were minted for, with its own scope.
+                        let wanted = match e.caller {
+                            Caller::Admin { p, t } => MintedFor {
+                                user: format!("admin{p}"),
+                                tenant: TENANTS[t].map(str::to_string),
+                            },
+                            Caller::Big(p) => MintedFor {
+                                user: format!("admin{p}"),
+                                tenant: None,
+                            },
+                            Caller::Rotated => MintedFor {
+                                user: "admin".into(),
+                                tenant: None,
+                            },
+                            other => MintedFor {
+                                user: format!("no credentials for {other:?}"),
+                                tenant: None,
+                            },
+                        };
+                        prop_assert_eq!(whom, &wanted, "credentials crossed callers");
                         prop_assert!(self.now_ms - at <= 600_000, "reused too late");
                         if !self.reuse {
                             prop_assert_eq!(reply.reason, "minted");
@@ -437,26 +686,32 @@ impl World {
     /// Everything answers promptly from now on: every request must end.
     fn drain(&mut self) -> Result<(), TestCaseError> {
         for _ in 0..400 {
-            if self.expect.is_empty() {
+            // Calls whose clients all left still end with their answer (Envoy's are the root's).
+            let pending = self.vms.iter().any(|v| !v.host.pending.is_empty());
+            if self.expect.is_empty() && !pending {
                 break;
             }
-            let before: Vec<u64> = self.vms.iter().map(|v| v.g.usage().verifications).collect();
             let doc = self.jwks_doc();
             for v in 0..2 {
-                self.vms[v].host.max_deferred_per_call = 0;
+                // Each call into the VM is checked against the per-call bounds on its own.
                 if let Some(t) = self.vms[v].jwks_pending() {
+                    let before = self.start_call();
                     self.vms[v].answer(t, Some(200), &doc);
+                    self.check_bounds(&before)?;
                 }
                 for t in self.vms[v].sts_pending() {
+                    let before = self.start_call();
                     self.sts_ok(v, t);
+                    self.check_bounds(&before)?;
                 }
+                let before = self.start_call();
                 self.vms[v].tick();
+                self.check_bounds(&before)?;
             }
             self.now_ms += 100;
             for vm in &mut self.vms {
                 vm.host.now_ms = self.now_ms;
             }
-            self.check_bounds(&before)?;
         }
         prop_assert!(
             self.expect.is_empty(),
@@ -466,7 +721,7 @@ impl World {
         for vm in &self.vms {
             let u = vm.g.usage();
             prop_assert_eq!((u.parked, u.calls, u.call_index), (0, 0, 0), "{:?}", u);
-            prop_assert_eq!((u.waiters, u.minting, u.orphans), (0, 0, 0), "{:?}", u);
+            prop_assert_eq!((u.waiters, u.minting, u.owners_gone), (0, 0, 0), "{:?}", u);
         }
         Ok(())
     }
@@ -495,32 +750,150 @@ pub(crate) fn cases(default: u32) -> u32 {
         .unwrap_or(default)
 }
 
-proptest! {
-    #![proptest_config(ProptestConfig { cases: cases(48), max_shrink_iters: 2_000, ..ProptestConfig::default() })]
+/// Runs `cases` sequences of `strategy` through `test` on another thread, and fails if they
+/// take longer than a generous deadline: a regression of an endless loop fails the suite
+/// instead of hanging it.
+fn run_with_deadline<S>(
+    cases: u32,
+    strategy: S,
+    test: impl Fn(S::Value) -> Result<(), TestCaseError> + Send + 'static,
+) where
+    S: Strategy + Send + 'static,
+    S::Value: std::fmt::Debug,
+{
+    let deadline = Duration::from_secs(120 + u64::from(cases) / 2);
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let config = RunnerConfig {
+            cases,
+            max_shrink_iters: 2_000,
+            failure_persistence: Some(Box::new(FileFailurePersistence::Off)),
+            ..RunnerConfig::default()
+        };
+        let result = TestRunner::new(config).run(&strategy, test);
+        let _ = tx.send(result.map_err(|e| e.to_string()));
+    });
+    match rx.recv_timeout(deadline) {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => panic!("{e}"),
+        Err(_) => panic!("no answer within {deadline:?}: a hang"),
+    }
+}
 
-    #[test]
-    fn lifecycle_matches_model(ops in prop::collection::vec(op(), 1..160), reuse in any::<bool>()) {
+#[test]
+fn lifecycle_matches_model() {
+    let strategy = (prop::collection::vec(op(), 1..160), any::<bool>());
+    run_with_deadline(cases(64), strategy, |(ops, reuse)| {
         let mut w = World::new(reuse);
         for op in &ops {
             w.apply(op)?;
         }
-        w.drain()?;
-    }
+        w.drain()
+    });
+}
 
-    /// The hang's sequence, made likely: the same skew-expired token again and again between
-    /// other traffic, far past twice the cache's capacity.
-    #[test]
-    fn repeated_skew_expired_token(extra in prop::collection::vec(op(), 0..40), repeats in 9usize..64) {
+/// The hang's sequence, made likely: the same skew-expired token again and again between
+/// other traffic, far past twice the cache's capacity.
+#[test]
+fn repeated_skew_expired_token() {
+    let strategy = (prop::collection::vec(op(), 0..40), 9usize..64);
+    run_with_deadline(cases(48), strategy, |(extra, repeats)| {
         let mut w = World::new(false);
         for (i, op) in extra.iter().enumerate() {
             w.apply(op)?;
             for _ in 0..repeats / 8 + (i % 2) {
-                w.apply(&Op::Request { vm: i % 2, caller: Caller::SkewExpired, credentials: i % 3 == 0 })?;
+                w.apply(&Op::Request {
+                    vm: i % 2,
+                    caller: Caller::SkewExpired,
+                    credentials: i % 3 == 0,
+                })?;
             }
         }
         for _ in 0..repeats {
-            w.apply(&Op::Request { vm: 0, caller: Caller::SkewExpired, credentials: false })?;
+            w.apply(&Op::Request {
+                vm: 0,
+                caller: Caller::SkewExpired,
+                credentials: false,
+            })?;
         }
-        w.drain()?;
+        w.drain()
+    });
+}
+
+fn replay(ops: &[Op], reuse: bool) {
+    let mut w = World::new(reuse);
+    for op in ops {
+        w.apply(op).unwrap();
     }
+    w.drain().unwrap();
+}
+
+fn req(vm: usize, caller: Caller) -> Op {
+    Op::Request {
+        vm,
+        caller,
+        credentials: false,
+    }
+}
+
+/// Saved by proptest (an earlier `Op` shape): a rotated key's token parked across the wait.
+#[test]
+fn regression_rotated_token_across_the_wait() {
+    let admin = Caller::Admin { p: 0, t: 0 };
+    replay(
+        &[
+            Op::Rotate,
+            req(1, Caller::Rotated),
+            req(0, admin),
+            Op::Advance { ms: 3171 },
+            Op::Advance { ms: 4829 },
+            Op::Tick { vm: 1 },
+            req(1, Caller::Rotated),
+        ],
+        false,
+    );
+}
+
+/// Saved by proptest (an earlier `Op` shape): with reuse, a client leaves after a refetch.
+#[test]
+fn regression_leave_after_refetch_with_reuse() {
+    let admin = Caller::Admin { p: 0, t: 0 };
+    replay(
+        &[
+            Op::Advance { ms: 5000 },
+            Op::Rotate,
+            req(1, Caller::Rotated),
+            req(0, Caller::Forged(0)),
+            Op::Tick { vm: 0 },
+            Op::AnswerJwks {
+                pick: 0,
+                outcome: 0,
+            },
+            Op::Tick { vm: 1 },
+            req(1, admin),
+            req(1, Caller::Forged(0)),
+            Op::Leave {
+                vm: 1,
+                pick: 12131546227340912397,
+            },
+        ],
+        true,
+    );
+}
+
+/// `make soak` found it on the old lifecycle (seed cc aeefdcc0…): two requests of one
+/// caller coalesce, then the owner and the waiter both leave; the orphaned call was kept
+/// until a tick that never came. Calls are the root's now: the call ends with its answer.
+#[test]
+fn regression_owner_and_waiter_both_leave() {
+    let admin = Caller::Admin { p: 0, t: 0 };
+    replay(
+        &[
+            req(0, admin),
+            req(0, admin),
+            Op::Leave { vm: 0, pick: 0 },
+            Op::Leave { vm: 0, pick: 0 },
+        ],
+        true,
+    );
 }

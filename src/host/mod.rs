@@ -2,9 +2,11 @@
 //! lifecycle ([`crate::gateway::lifecycle`]) runs natively in tests. The proxy-wasm adapter
 //! (`filter.rs`, cargo feature `envoy`) is the only implementation that talks to a host.
 pub mod metrics;
+
 #[cfg(any(test, feature = "sim"))]
 pub mod sim;
 pub mod vm_memory;
+pub mod wire;
 
 use crate::error::Reply;
 use crate::host::metrics::Metric;
@@ -26,8 +28,6 @@ pub struct Callout {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DispatchError {
-    /// The owning stream has ended: nobody is waiting for this callout.
-    StreamGone,
     /// Envoy refused the callout (unknown cluster, bad headers).
     Failed,
 }
@@ -36,14 +36,11 @@ pub enum DispatchError {
 pub trait Host: SharedStore {
     /// Wall-clock time in milliseconds since the Unix epoch.
     fn now_ms(&self) -> u64;
-    /// Sends `callout` on behalf of stream `owner` (Envoy cancels it if that stream ends), or
-    /// of the root context when `owner` is `None` (it outlives every client). The answer comes
-    /// back through [`crate::gateway::lifecycle::Gateway::on_callout_answer`] with the returned token.
-    fn dispatch(
-        &mut self,
-        owner: Option<ContextId>,
-        callout: &Callout,
-    ) -> Result<CalloutToken, DispatchError>;
+    /// Sends `callout`. Envoy makes every callout on the root context, whichever context
+    /// asks: it is not cancelled when a client leaves, and its answer always comes back,
+    /// through [`crate::gateway::lifecycle::Gateway::on_callout_answer`] with the returned
+    /// token (or the callout times out).
+    fn dispatch(&mut self, callout: &Callout) -> Result<CalloutToken, DispatchError>;
     /// `:status` of the callout answer being handled (`None`: reset, no headers).
     fn answer_status(&self) -> Option<u16>;
     /// Body of the callout answer being handled, if it is at most `max` bytes.

@@ -1,6 +1,9 @@
 //! A simulated Envoy for native tests, property tests and the fuzz targets (feature `sim`):
 //! streams that come and go, callouts that wait until a test answers them, simulated time,
 //! shared data with Envoy's cas rules, and counters of everything the gateway asks of it.
+//!
+//! As in Envoy, every callout belongs to the root context: a client that leaves cancels none,
+//! and every callout is answered (or times out) whatever became of the stream it was for.
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::rc::Rc;
 
@@ -12,9 +15,10 @@ use crate::token::jwks_store::{MemoryStore, SharedStore};
 /// A callout waiting for its answer.
 #[derive(Debug)]
 pub struct Pending {
-    pub owner: Option<ContextId>,
     pub cluster: String,
     pub path: String,
+    /// The callout's body (the signed STS request), for tests that check who it was for.
+    pub body: Vec<u8>,
     pub dispatched_ms: u64,
 }
 
@@ -30,6 +34,10 @@ pub struct SimHost {
     answer: Option<(Option<u16>, Vec<u8>)>,
     /// Every reply delivered, in order.
     pub replies: Vec<(ContextId, Reply)>,
+    /// Streams the gateway replied to (delivered or not): a second reply to one of them is a
+    /// bug, recorded in `second_replies`.
+    pub answered: HashSet<ContextId>,
+    pub second_replies: Vec<ContextId>,
     /// Replies sent for streams other than `current` during the current call: Envoy runs
     /// each after the call, one nesting level deeper than the previous one.
     pub deferred_this_call: usize,
@@ -53,6 +61,8 @@ impl SimHost {
             next_token: 1,
             answer: None,
             replies: Vec::new(),
+            answered: HashSet::new(),
+            second_replies: Vec::new(),
             deferred_this_call: 0,
             max_deferred_per_call: 0,
             tick_within: None,
@@ -116,16 +126,7 @@ impl Host for SimHost {
         self.now_ms
     }
 
-    fn dispatch(
-        &mut self,
-        owner: Option<ContextId>,
-        c: &Callout,
-    ) -> Result<CalloutToken, DispatchError> {
-        if let Some(ctx) = owner {
-            if !self.live.contains(&ctx) {
-                return Err(DispatchError::StreamGone);
-            }
-        }
+    fn dispatch(&mut self, c: &Callout) -> Result<CalloutToken, DispatchError> {
         if self.refuse_clusters.contains(&c.cluster) {
             return Err(DispatchError::Failed);
         }
@@ -140,9 +141,9 @@ impl Host for SimHost {
         self.pending.insert(
             token,
             Pending {
-                owner,
                 cluster: c.cluster.clone(),
                 path,
+                body: c.body.clone().unwrap_or_default(),
                 dispatched_ms: self.now_ms,
             },
         );
@@ -161,15 +162,18 @@ impl Host for SimHost {
     }
 
     fn reply(&mut self, ctx: ContextId, reply: &Reply) -> bool {
+        if !self.answered.insert(ctx) {
+            self.second_replies.push(ctx);
+            return false;
+        }
         if !self.live.remove(&ctx) {
+            // Gone before its reply: Envoy refuses the effective context.
             return false;
         }
         if ctx != self.current {
             self.deferred_this_call += 1;
             self.max_deferred_per_call = self.max_deferred_per_call.max(self.deferred_this_call);
         }
-        // A reply ends the stream: Envoy cancels its callouts.
-        self.pending.retain(|_, p| p.owner != Some(ctx));
         self.replies.push((ctx, reply.clone()));
         self.ended.push(ctx);
         true
