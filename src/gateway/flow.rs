@@ -79,10 +79,13 @@ pub struct Worker {
     cache: TokenCache,
     signing: SigningKeyCache,
     seq: u64,
-    /// kids a completed fetch did not publish, with the key set they were missing from: one
-    /// wait per kid per change of the published keys, then an immediate 401 (forged kids
-    /// cannot hold requests or trigger refetches).
-    absent_kids: HashMap<TokenDigest, u64>,
+    /// kids a completed fetch did not publish, with the key set they were missing from and
+    /// until when (seconds): one wait per kid per change of the published keys, then an
+    /// immediate 401 (forged kids cannot hold requests or trigger refetches). The memory lasts
+    /// `absent_ttl_s` (the longest `min_refetch_seconds`): a fetch that served stale keys
+    /// after a rotation refuses the new kid for seconds, not until the next refresh.
+    absent_kids: HashMap<TokenDigest, (u64, u64)>,
+    absent_ttl_s: u64,
     /// Random per VM (WASI `random_get` via std's hasher seed): keeps session-name suffixes of
     /// different workers apart even for requests in the same millisecond.
     nonce: u64,
@@ -119,6 +122,11 @@ impl Worker {
             signing: SigningKeyCache::new(),
             seq: 0,
             absent_kids: HashMap::new(),
+            absent_ttl_s: source_cfgs
+                .iter()
+                .map(|s| s.min_refetch_seconds)
+                .max()
+                .unwrap_or(5),
             nonce: std::collections::hash_map::RandomState::new().hash_one(0x5354_5347u64),
             config: Rc::new(config),
             sources,
@@ -159,14 +167,23 @@ impl Worker {
         (self.cache.len(), self.cache.bytes())
     }
 
-    fn remember_absent(&mut self, kid: TokenDigest, content: u64) {
+    fn remember_absent(&mut self, kid: TokenDigest, content: u64, now_s: u64) {
         if self.absent_kids.len() >= MAX_ABSENT_KIDS {
-            self.absent_kids.retain(|_, c| *c == content);
+            self.absent_kids
+                .retain(|_, (c, until)| *c == content && now_s < *until);
             if self.absent_kids.len() >= MAX_ABSENT_KIDS {
                 self.absent_kids.clear();
             }
         }
-        self.absent_kids.insert(kid, content);
+        let until = now_s.saturating_add(self.absent_ttl_s);
+        self.absent_kids.insert(kid, (content, until));
+    }
+
+    /// `kid` was found missing from these very keys, within the last `absent_ttl_s`.
+    fn known_absent(&self, kid: &TokenDigest, content: u64, now_s: u64) -> bool {
+        self.absent_kids
+            .get(kid)
+            .is_some_and(|(c, until)| *c == content && now_s < *until)
     }
 
     /// For parked requests: sources whose refetch this VM may run now (claimed).
@@ -358,10 +375,10 @@ impl Worker {
                 match wait {
                     // A fetch finished since this kid was first seen and did not publish it,
                     // and the published keys have not changed since.
-                    _ if self.absent_kids.get(&kid) == Some(&content) => return refused,
+                    _ if self.known_absent(&kid, content, now) => return refused,
                     Wait::Over { keys_changed } => {
                         if keys_changed {
-                            self.remember_absent(kid, content);
+                            self.remember_absent(kid, content, now);
                         }
                         return refused;
                     }

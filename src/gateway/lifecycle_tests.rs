@@ -585,3 +585,34 @@ fn calls_in_flight_are_bounded() {
     let (c, _) = vm.request(&put(&t));
     assert_eq!(vm.g.phase(c), Some(Phase::CallingSts));
 }
+
+/// A refetch after a rotation serves stale keys (an HTTP cache, an issuer node that has not
+/// seen the rotation): the new kid is refused at once only within `min_refetch_seconds` (5 s),
+/// then a token signed with it may wait for a refetch again, and mints.
+#[test]
+fn stale_keys_after_a_rotation_refuse_the_new_kid_for_seconds_only() {
+    let mut vm = Vm::with_keys(config_with(json!({})));
+    vm.host.now_ms += 10_000;
+    let rotated = token("admin", &["admin"], "sig-2", 1, json!({}));
+    let (c, _) = vm.request(&put(&rotated));
+    assert_eq!(vm.g.phase(c), Some(Phase::Parked));
+    vm.tick();
+    let fetch = vm.jwks_pending().expect("refetch");
+    vm.answer(fetch, Some(200), &jwks_doc(&[(0, "sig-1")])); // stale
+    assert_eq!(vm.status_of(c), Some(401));
+    // Within the window: refused at once, no wait, no refetch.
+    vm.host.now_ms += 4_000;
+    let (c2, _) = vm.request(&put(&rotated));
+    assert_eq!(vm.status_of(c2), Some(401), "remembered as absent");
+    // Past it: the token waits for a refetch, which now serves the rotated keys.
+    vm.host.now_ms += 1_001;
+    let (c3, _) = vm.request(&put(&rotated));
+    assert_eq!(vm.g.phase(c3), Some(Phase::Parked), "may wait again");
+    vm.tick();
+    let fetch = vm.jwks_pending().expect("a second refetch");
+    vm.answer(fetch, Some(200), &jwks_doc(&[(0, "sig-1"), (1, "sig-2")]));
+    assert_eq!(vm.g.phase(c3), Some(Phase::CallingSts));
+    let sts = vm.sts_pending();
+    vm.answer(sts[0], Some(200), OK_XML.as_bytes());
+    assert_eq!(vm.status_of(c3), Some(201));
+}
