@@ -522,12 +522,15 @@ impl Gateway {
         let mut answered = 0usize;
         let mut left = late.len();
         for (_, token) in late {
-            if answered >= RESUME_PER_CALL {
+            // One call's replies (its owner and up to 32 waiters) always fit; more only while
+            // the batch stays within that.
+            let cost = self.calls.get(&token).map_or(0, |c| 1 + c.waiters.len());
+            if answered > 0 && answered + cost > RESUME_PER_CALL + 1 {
                 break;
             }
             left -= 1;
             if let Some(call) = self.calls.remove(&token) {
-                answered += 1 + call.waiters.len();
+                answered += cost;
                 if !call.owner_gone {
                     self.call_of.remove(&call.ctx);
                 }

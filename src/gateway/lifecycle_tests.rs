@@ -539,7 +539,7 @@ fn forty_timeouts_in_one_tick_are_answered_in_bounded_batches() {
         assert!(ticks <= 4, "answered within a few ticks");
         vm.tick();
         assert!(
-            vm.host.max_deferred_per_call <= 32 + 33,
+            vm.host.max_deferred_per_call <= 33,
             "{}",
             vm.host.max_deferred_per_call
         );
