@@ -35,7 +35,8 @@ use crate::token::extract::{bearer_token, container_token};
 /// At most this many parked requests are verified again in one call into the VM. Envoy sends
 /// each local reply made for another stream after the VM call returns, and each reply's own
 /// VM callbacks nest one level deeper: an unbounded batch overflowed V8's stack at ~600
-/// replies. It also bounds the RSA work of one call (~0.5 ms each in V8).
+/// replies. It also bounds the RSA work of one call (about 0.1 ms each in V8 for RS256 with a
+/// 2048-bit key: docs/performance.md).
 pub const RESUME_PER_CALL: usize = 32;
 
 /// Tick period while resumed requests are still due (the regular period is the adapter's).
