@@ -30,7 +30,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # `USER` is also the login name in the environment: only a command-line USER= counts.
 TOKEN_USER := $(if $(filter command line,$(origin USER)),$(USER),admin)
 
-.PHONY: help deps deps-apt deps-node deps-rust deps-fuzz deps-python deps-npm build build-crash up down status env token run \
+.PHONY: help deps deps-apt deps-node deps-rust deps-fuzz deps-python deps-npm deps-sdk build build-crash up down status env token run \
         test lint unit soak e2e manifests release bench clean fuzz fuzz-smoke load load-short
 
 help: ## this list
@@ -39,7 +39,7 @@ help: ## this list
 
 # ---------------------------------------------------------------- dependencies (idempotent)
 
-deps: deps-apt deps-node deps-rust deps-fuzz deps-python deps-npm ## install what is missing (Debian packages, Rust target, cargo-fuzz, .venv, npm)
+deps: deps-apt deps-node deps-rust deps-fuzz deps-python deps-npm deps-sdk ## install what is missing (Debian packages, Rust target, cargo-fuzz, .venv, npm, SDK clients)
 
 deps-apt: ## the Debian packages (ceph, wrk, binaryen, ...), with sudo if not root
 	@missing=""; \
@@ -72,6 +72,19 @@ deps-rust: ## check rustup, add the wasm32-wasip1 target
 deps-fuzz: deps-rust ## cargo-fuzz (cargo install --locked) and rustup's nightly toolchain
 	@rustup toolchain list | grep -q '^nightly' || rustup toolchain install nightly --profile minimal
 	@command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
+
+# The SDK clients of tests/e2e/test_sdks.py: the AWS SDK for JavaScript v3 (npm, versions in
+# tests/sdk/js/package-lock.json) and a Go program on the AWS SDK for Go v2 (Go module proxy,
+# versions in tests/sdk/go/go.sum), built into target/sdk-go-client. Needs Go >= 1.24.
+SDK_JS_STAMP := tests/sdk/js/node_modules/.installed
+SDK_GO_BIN   := target/sdk-go-client
+deps-sdk: $(SDK_JS_STAMP) $(SDK_GO_BIN) ## the JavaScript v3 and Go v2 SDK clients of the e2e tests (npm, Go module proxy)
+$(SDK_JS_STAMP): tests/sdk/js/package-lock.json tests/sdk/js/package.json | deps-node
+	cd tests/sdk/js && npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+$(SDK_GO_BIN): tests/sdk/go/main.go tests/sdk/go/go.mod tests/sdk/go/go.sum
+	@command -v go >/dev/null || { echo "deps-sdk: Go >= 1.24 is required (https://go.dev/dl/)" >&2; exit 1; }
+	cd tests/sdk/go && nice -n 10 go build -mod=readonly -o ../../../$(SDK_GO_BIN) .
 
 deps-python: $(VENV_STAMP) ## the project virtualenv .venv from tests/requirements.txt
 $(VENV_STAMP): tests/requirements.txt | deps-apt
@@ -158,14 +171,19 @@ run: deps build ## build, start the stack in the foreground, print how to use it
 
 test: deps lint unit fuzz-smoke build e2e load-short ## everything: lint, unit, fuzz smoke, e2e, load-short
 
-# Python: ruff over tests/ and envoy/ (ruff.toml). Rust: rustfmt, clippy native (all targets) and
-# for the module (clippy denies unwrap/expect/panic/indexing outside tests there).
-lint: deps-rust $(VENV_STAMP) ## ruff check + ruff format --check, cargo fmt --check, clippy (native and wasm)
+# Python: ruff over tests/ and envoy/ (ruff.toml). Rust: rustfmt, clippy native (all targets, and
+# the fuzz crate's library and corpus replay) and for the module (clippy denies
+# unwrap/expect/panic/indexing outside tests there). Docs: the links of README.md and docs/
+# (files and #anchors, GitHub's rules). CI: .ci/run drops the variables that narrow a run.
+lint: deps-rust $(VENV_STAMP) ## ruff, cargo fmt, clippy (native, fuzz crate, wasm), doc links, .ci/run's environment
 	$(VENV)/bin/ruff check tests envoy
 	$(VENV)/bin/ruff format --check tests envoy
+	$(VENV_PY) tests/lint/check_links.py --self-test
+	.ci/check-env
 	cargo fmt --check
 	cargo fmt --check --manifest-path tests/fuzz/Cargo.toml
 	cargo clippy -q --all-targets -- -D warnings
+	cargo clippy -q --all-targets --manifest-path tests/fuzz/Cargo.toml -- -D warnings
 	cargo clippy -q --release --target $(WASM_TARGET) --features envoy -- -D warnings
 	cargo clippy -q --release --target $(WASM_TARGET) --features envoy,crash-route -- -D warnings
 
@@ -173,8 +191,9 @@ unit: $(VENV_STAMP) ## the Rust unit tests (cargo test), and botocore's SigV4 go
 	cargo test
 	$(VENV_PY) tests/sigv4/golden_sts_request.py --check
 
-# The model-based property tests of every stateful part (lifecycle, token cache, parking) with
-# many more sequences than make test runs (SOAK_CASES each).
+# The model-based property tests of every stateful part (the request lifecycle, the token cache,
+# parking, the reuse store, the FIFO index: every test whose path contains `model`) with many
+# more sequences than make test runs (SOAK_CASES each).
 SOAK_CASES ?= 2000
 soak: ## the model-based property tests with SOAK_CASES sequences each (default 2000)
 	PROPTEST_CASES=$(SOAK_CASES) cargo test --release -q model
@@ -206,7 +225,10 @@ fuzz: deps-fuzz ## fuzz every target for FUZZ_SECONDS (default 600) each
 	done
 
 # make test's smoke: the committed corpus through every target as a stable `cargo test`, then
-# FUZZ_SMOKE_SECONDS of real fuzzing per target; fails if a target ran no input at all.
+# FUZZ_SMOKE_SECONDS of real fuzzing per target. Replaying the corpus alone is not fuzzing: a
+# target fails unless it ran at least FUZZ_SMOKE_MIN_RATE new inputs per second beyond the files
+# libFuzzer loaded (its `seed corpus: files: N` line), i.e. mutated inputs, not the corpus again.
+FUZZ_SMOKE_MIN_RATE ?= 2
 fuzz-smoke: deps-fuzz ## replay the fuzz corpus, then fuzz each target for FUZZ_SMOKE_SECONDS (10)
 	cargo test -q --manifest-path tests/fuzz/Cargo.toml
 	@for t in $(FUZZ_TARGETS); do \
@@ -215,12 +237,16 @@ fuzz-smoke: deps-fuzz ## replay the fuzz corpus, then fuzz each target for FUZZ_
 	    -max_total_time=$(FUZZ_SMOKE_SECONDS) -timeout=10 -print_final_stats=1 2>&1) \
 	    || { echo "$$out" | tail -40; echo "fuzz-smoke: $$t FAILED" >&2; exit 1; }; \
 	  runs=$$(echo "$$out" | sed -n 's/^stat::number_of_executed_units: *//p'); \
-	  [ "$${runs:-0}" -gt 0 ] || { echo "$$out" | tail -20; echo "fuzz-smoke: $$t ran no input" >&2; exit 1; }; \
-	  echo "fuzz-smoke: $$t: $$runs executions in $(FUZZ_SMOKE_SECONDS)s, no crash"; \
+	  files=$$(echo "$$out" | sed -n 's/^INFO: seed corpus: files: \([0-9]*\).*/\1/p' | head -1); \
+	  new=$$(( $${runs:-0} - $${files:-0} )); \
+	  want=$$(( $(FUZZ_SMOKE_MIN_RATE) * $(FUZZ_SMOKE_SECONDS) )); \
+	  [ -n "$$files" ] && [ "$$new" -ge "$$want" ] || { echo "$$out" | tail -20; \
+	    echo "fuzz-smoke: $$t ran $$new inputs beyond its corpus of $${files:-?} files, fewer than $$want" >&2; exit 1; }; \
+	  echo "fuzz-smoke: $$t: $$runs executions ($$files corpus files, $$new new inputs, $$(( new / $(FUZZ_SMOKE_SECONDS) ))/s) in $(FUZZ_SMOKE_SECONDS)s, no crash"; \
 	done
 
-# Load: LOAD_REQUESTS mints over LOAD_CONNECTIONS keep-alive connections on the test stack, with a
-# JWKS key rotation in the middle; summary in target/load/summary.json.
+# Load: LOAD_REQUESTS mints over LOAD_CONNECTIONS keep-alive connections on the test stack, with two
+# JWKS key rotations (at 30 % and 65 % of the requests); summary in target/load/summary.json.
 LOAD_REQUESTS ?= 20000
 LOAD_CONNECTIONS ?= 64
 load: deps build ## LOAD_REQUESTS mints (20000) with two JWKS key rotations on the test stack

@@ -30,13 +30,29 @@ pub enum Error {
 }
 
 /// A complete local reply to the client.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct Reply {
     pub status: u32,
     /// Label for metrics and logs (see [`Error::reason`]).
     pub reason: &'static str,
     pub headers: Vec<(&'static str, String)>,
     pub body: Vec<u8>,
+}
+
+/// Hand-written so a 201's body (the secret access key and session token) can never reach a log
+/// through `{:?}`: the body shows as its length only, as `RgwConfig` hides its secret.
+impl std::fmt::Debug for Reply {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Reply")
+            .field("status", &self.status)
+            .field("reason", &self.reason)
+            .field("headers", &self.headers)
+            .field(
+                "body",
+                &format_args!("<{} bytes redacted>", self.body.len()),
+            )
+            .finish()
+    }
 }
 
 impl Error {
@@ -208,6 +224,35 @@ mod tests {
         assert_eq!(
             v["detail"],
             "bad request: tenant query parameter and Cray-Tenant-Name differ"
+        );
+    }
+
+    /// `{:?}` of a reply shows its status, reason and headers but never its body (a 201's body
+    /// holds the secret key and the session token).
+    #[test]
+    fn debug_hides_the_body() {
+        let secret = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYzSECRETKEY";
+        let session = "FwoGZXIvYXdzEXAMPLESESSIONTOKEN";
+        let body = format!("{{\"SecretAccessKey\":\"{secret}\",\"SessionToken\":\"{session}\"}}");
+        let reply = Reply {
+            status: 201,
+            reason: "minted",
+            headers: vec![("content-type", "application/json".into())],
+            body: body.clone().into_bytes(),
+        };
+        let shown = format!("{reply:?}");
+        // Positive control: the reply holds both, and the check finds them in a plain dump.
+        let plain = format!("{:?}", String::from_utf8_lossy(&reply.body));
+        assert!(plain.contains(secret) && plain.contains(session));
+        assert!(!shown.contains(secret), "{shown}");
+        assert!(!shown.contains(session), "{shown}");
+        assert!(!shown.contains("SecretAccessKey"), "{shown}");
+        // The rest is still there, and the body's length.
+        assert!(shown.contains("201") && shown.contains("minted"), "{shown}");
+        assert!(shown.contains("application/json"), "{shown}");
+        assert!(
+            shown.contains(&format!("<{} bytes redacted>", body.len())),
+            "{shown}"
         );
     }
 

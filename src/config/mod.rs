@@ -71,8 +71,9 @@ pub struct Config {
     /// Verified-token cache entries per worker; 0 disables the cache.
     #[serde(default = "default_token_cache_entries")]
     pub token_cache_entries: usize,
-    /// Bound of the verified-token cache in bytes per worker (each entry counts its token's
-    /// length plus a fixed overhead).
+    /// Bound of the verified-token cache in bytes per worker (each entry counts twice its
+    /// token's length, for the token and its claims, plus a fixed overhead: see
+    /// `token::cache::entry_bytes`).
     #[serde(default = "default_token_cache_bytes")]
     pub token_cache_bytes: usize,
     /// Requests waiting for keys (unknown `kid` during a JWKS refetch), per worker.
@@ -638,11 +639,14 @@ impl RgwConfig {
                 ))
             }
         }
-        if self.service.is_empty() || self.service.contains('/') || self.region.contains('/') {
+        if self.service.is_empty() || self.service.contains('/') {
             return Err(ConfigError::new(
                 "rgw.service",
                 "must be non-empty and contain no '/'",
             ));
+        }
+        if self.region.contains('/') {
+            return Err(ConfigError::new("rgw.region", "must contain no '/'"));
         }
         if !(900..=43_200).contains(&self.duration_seconds) {
             return Err(ConfigError::new(
@@ -981,6 +985,14 @@ mod tests {
                 }),
             ),
             ("rgw.service", Box::new(|v| v["rgw"]["service"] = json!(""))),
+            (
+                "rgw.service",
+                Box::new(|v| v["rgw"]["service"] = json!("sts/x")),
+            ),
+            (
+                "rgw.region",
+                Box::new(|v| v["rgw"]["region"] = json!("us-east-1/x")),
+            ),
             (
                 "rgw.duration_seconds",
                 Box::new(|v| v["rgw"]["duration_seconds"] = json!(899)),

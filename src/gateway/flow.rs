@@ -878,6 +878,44 @@ mod tests {
         assert_eq!(w.signing_key_derivations(), 2);
     }
 
+    /// `{:?}` of a step never shows the 201's secret key or session token (its reply's body is
+    /// redacted by `Reply`'s Debug), nor, for an STS call, the caller's bearer token.
+    #[test]
+    fn step_debug_hides_secrets() {
+        let shared = MemoryStore::default();
+        let mut w = worker_with_keys(&shared);
+        let ok = w
+            .sts_reply(StsAnswer::Answered {
+                status: 200,
+                body: OK_XML.as_bytes(),
+                body_size: OK_XML.len(),
+            })
+            .unwrap();
+        // Positive control: the 201 body holds both secrets and the check finds them there.
+        let body = String::from_utf8_lossy(&ok.body).into_owned();
+        assert!(
+            body.contains("EJBVsecret") && body.contains("7MSXtoken"),
+            "{body}"
+        );
+        let step = Step::Reply(ok);
+        let shown = format!("{step:?}");
+        assert!(!shown.contains("EJBVsecret"), "{shown}");
+        assert!(!shown.contains("7MSXtoken"), "{shown}");
+        assert!(
+            shown.contains("201") && shown.contains("redacted"),
+            "{shown}"
+        );
+        let t = token_for("admin", &["admin"], "sig-1", 0);
+        let signature = t.rsplit('.').next().unwrap();
+        let step = w.mint(&shared, &ask(&t), NOW_MS, 7, Wait::Allowed);
+        let shown = format!("{step:?}");
+        assert!(
+            shown.starts_with("CallSts") && shown.contains("admin"),
+            "{shown}"
+        );
+        assert!(!shown.contains(signature), "{shown}");
+    }
+
     const OK_XML: &str = "<AssumeRoleResponse><AssumeRoleResult><Credentials><AccessKeyId>nEffVHB6D9aV8oNWipJ</AccessKeyId><Expiration>2026-11-30T00:57:59.260716106Z</Expiration><SecretAccessKey>EJBVsecret</SecretAccessKey><SessionToken>7MSXtoken</SessionToken></Credentials></AssumeRoleResult></AssumeRoleResponse>";
 
     #[test]

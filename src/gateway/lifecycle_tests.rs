@@ -351,6 +351,9 @@ fn id_token_is_refused() {
     assert_eq!(vm.status_of(c), Some(401));
 }
 
+/// Envoy refuses the RGW callout: 503, counted `rgw_unavailable`. The owner's stream is gone
+/// when its call is dispatched (reset, Envoy has not told the filter yet): no reply, no RGW call,
+/// counted `client_gone` (not `rgw_unavailable`).
 #[test]
 fn dispatch_failure_is_503_and_owner_gone_is_client_gone() {
     let mut vm = Vm::with_keys(config_with(json!({})));
@@ -358,6 +361,28 @@ fn dispatch_failure_is_503_and_owner_gone_is_client_gone() {
     let t = token("admin", &["admin"], "sig-1", 0, json!({}));
     let (c, _) = vm.request(&put(&t));
     assert_eq!(vm.status_of(c), Some(503));
+    assert_eq!(vm.host.metric_value(Metric::Ended("rgw_unavailable")), 1);
+    assert_eq!(vm.host.metric_value(Metric::Ended("client_gone")), 0);
+    vm.host.refuse_clusters.clear();
+    // A request parked for a rotated key; its stream dies while the fetch runs.
+    vm.host.now_ms += 10_000;
+    let rotated = token("admin", &["admin"], "sig-2", 1, json!({}));
+    let (c2, _) = vm.request(&put(&rotated));
+    assert_eq!(vm.g.phase(c2), Some(Phase::Parked));
+    vm.tick();
+    let fetch = vm.jwks_pending().expect("root refetches");
+    vm.host.live.remove(&c2);
+    vm.answer(fetch, Some(200), &jwks_doc(&[(0, "sig-1"), (1, "sig-2")]));
+    // Envoy has not told the gateway yet: the call is made (callouts are the root's), and
+    // its answer finds the client gone.
+    let sts = vm.sts_pending();
+    assert_eq!(sts.len(), 1);
+    vm.answer(sts[0], Some(200), OK_XML.as_bytes());
+    assert!(vm.host.replies_to(c2).is_empty());
+    assert!(vm.host.second_replies.is_empty());
+    assert_eq!(vm.host.metric_value(Metric::Ended("client_gone")), 1);
+    assert_eq!(vm.host.metric_value(Metric::Ended("rgw_unavailable")), 1);
+    assert_eq!(vm.host.metric_value(Metric::Ended("minted")), 0);
 }
 
 #[test]

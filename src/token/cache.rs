@@ -246,20 +246,32 @@ mod model {
     const CAP: usize = 5;
     const MAX_BYTES: usize = 12 * 1024;
 
-    /// Eight verified tokens: exp at NOW + 10 * i (some expire during a run).
+    /// Tokens in the pool.
+    const POOL: usize = 10;
+
+    /// Ten verified tokens: exp at NOW + 10 * i (some expire during a run). Tokens 0-7 differ in
+    /// length; 8 and 9 have the same length (pads of 300 `q` and 300 `r`, exps of as many digits),
+    /// so a comparison weakened to the length, or to a prefix, cannot tell them apart.
     fn pool() -> Vec<(String, Verified)> {
         static P: OnceLock<Vec<String>> = OnceLock::new();
         let tokens = P.get_or_init(|| {
-            (0..8u64)
+            let tokens: Vec<String> = (0..POOL as u64)
                 .map(|i| {
-                    let pad = "p".repeat(200 * i as usize);
+                    let pad = match i {
+                        8 => "q".repeat(300),
+                        9 => "r".repeat(300),
+                        _ => "p".repeat(200 * i as usize),
+                    };
                     sign(
                         serde_json::json!({"alg": "RS256", "kid": "sig-1"}),
                         claims(serde_json::json!({"exp": NOW + 10 * i, "pad": pad})),
                         0,
                     )
                 })
-                .collect()
+                .collect();
+            assert_eq!(tokens[8].len(), tokens[9].len(), "two tokens of one length");
+            assert_ne!(tokens[8], tokens[9]);
+            tokens
         });
         let s = sources();
         tokens
@@ -370,8 +382,11 @@ mod model {
         #![proptest_config(ProptestConfig { cases: crate::gateway::lifecycle_model::cases(256), ..ProptestConfig::default() })]
         #[test]
         fn cache_matches_fifo_model(ops in prop::collection::vec(prop_oneof![
-            4 => (0..8usize).prop_map(Op::Insert),
-            4 => (0..8usize).prop_map(Op::Get),
+            4 => (0..POOL).prop_map(Op::Insert),
+            4 => (0..POOL).prop_map(Op::Get),
+            // The two tokens of one length, back to back.
+            2 => (8..POOL).prop_map(Op::Insert),
+            2 => (8..POOL).prop_map(Op::Get),
             1 => (1..30u64).prop_map(Op::Advance),
             1 => Just(Op::Rotate),
         ], 1..300), collide in any::<bool>()) {

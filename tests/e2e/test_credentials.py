@@ -357,6 +357,25 @@ def test_boto3_with_environment_only(stack, client_venv, tmp_path):
     assert stack.envoy_stats().get(MINTED, 0) > before, "the SDK fetched through the gateway"
 
 
+def test_boto3_with_a_bearer_token_file(stack, client_venv, tmp_path):
+    """Behind CSM's OPA `ext_authz` the token file must hold `Bearer <jwt>` (a value without a
+    scheme is denied there): botocore sends the file verbatim, and the gateway takes both forms."""
+    token_file = tmp_path / "sts-token"
+    write_token(token_file, "Bearer " + stack.token("admin"))
+    before = stack.envoy_stats().get(MINTED, 0)
+    lines_before = len(mint_lines(stack))
+    client = Client(client_venv, sdk_env(stack, client_venv, token_file))
+    try:
+        assert "error" not in client.started, client.started
+        s3_roundtrip(client, bucket_name(), 1)
+    finally:
+        client.close()
+    fetched = stack.envoy_stats().get(MINTED, 0) - before
+    assert fetched >= 1, "the SDK fetched through the gateway"
+    lines = wait_mint_lines(stack, lines_before + fetched)[lines_before:]
+    assert lines and {caller_of(ln) for ln in lines} == {"admin"}, lines
+
+
 def test_boto3_refreshes_by_itself_and_follows_a_rotated_token(stack, client_venv, tmp_path):
     """RGW's minimum duration (900 s) puts the SDK inside its 15-minute advisory window from the
     start: before each S3 call it fetches credentials again. After the token file gets another

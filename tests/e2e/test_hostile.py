@@ -18,6 +18,7 @@ import hashlib
 import hmac
 import http.client
 import json
+import secrets
 import ssl
 import threading
 import time
@@ -153,7 +154,7 @@ class Guard:
 
 
 ALL_SECRETS: set[str] = set()
-QUERY_SECRETS: set[str] = set()  # tokens a client put in the query string
+QUERY_SECRETS: dict[str, str] = {}  # tokens a client put in the query string -> its x-request-id
 LOG_START: list[int] = []  # size of envoy.log when this module's first case began
 
 
@@ -503,12 +504,13 @@ def test_crit_header_validly_signed(stack, guard, case):
 
 def test_token_in_the_query_is_ignored(stack, guard):
     token = stack.token("admin")
-    r = stack.gateway_request("PUT", f"{TOKEN_PATH}?access_token={token}")
+    request_id = "query-token-" + secrets.token_hex(8)
+    r = stack.gateway_request("PUT", f"{TOKEN_PATH}?access_token={token}", headers={"x-request-id": request_id})
     assert_problem(r, 401)
     assert "error=" not in r.headers["www-authenticate"]  # "missing", not "invalid"
     # Envoy's access log prints the path with its query (the client's leak, but the log must not
     # keep it): checked by test_zz_query_token_not_in_the_access_log once the log is flushed.
-    QUERY_SECRETS.add(token)
+    QUERY_SECRETS[token] = request_id
 
 
 @pytest.mark.parametrize("second", ["same", "garbage", "basic"])
@@ -915,6 +917,11 @@ def test_zz_query_token_not_in_the_access_log(stack):
     """The access log prints the path without its query (envoy/envoy.yaml.in's log_format)."""
     assert QUERY_SECRETS, "run with test_token_in_the_query_is_ignored"
     text = flushed_log(stack)
+    # Positive control: each of those requests has its access-log line (found by its
+    # x-request-id), the path printed and the 401, so the token's absence is not a missing line.
+    for request_id in QUERY_SECRETS.values():
+        lines = [ln for ln in text.splitlines() if f'"{request_id}"' in ln]
+        assert any('"PUT /apis/sts/token HTTP/1.1" 401 ' in ln for ln in lines), (request_id, lines)
     assert not [s for s in QUERY_SECRETS if s in text], "a token sent in the query string is in Envoy's log"
 
 

@@ -105,27 +105,78 @@ def test_skew_expired_token_repeated_does_not_hang_a_worker(stack):
         assert_healthy(stack, before, log_from)
 
 
+# The flood's parking: at most 1 MiB of parked requests per worker VM. A forged token is about
+# 1 KB, so about 850 park per VM; had each kept its 16 KB of headers (the old bug), that is about
+# 14 MiB per VM, more than the bound below.
+FLOOD_PARKING = {"max_requests": 2048, "max_bytes": 1024 * 1024}
+# What the largest VM's memory may grow by during the flood: the parking's bytes (counted by the
+# filter), twice over for the allocator's doubling, plus as much again for the 2,048 streams in
+# flight per VM (their contexts and the token each reads).
+FLOOD_GROWTH_BOUND = 4 * FLOOD_PARKING["max_bytes"]
+
+
+class _GaugeMax:
+    """Samples an Envoy gauge every 20 ms in a thread; `max` is the largest value seen."""
+
+    def __init__(self, stack, name: str):
+        import threading
+
+        self.stack, self.name, self.max, self.samples = stack, name, 0, 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.max = max(self.max, self.stack.envoy_stats().get(self.name, 0))
+                self.samples += 1
+            except Exception:  # noqa: BLE001 -- a busy admin endpoint: the next sample counts
+                pass
+            self._stop.wait(0.02)
+
+    def __enter__(self) -> _GaugeMax:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+
 def test_flood_of_forged_kids_with_large_headers_ends_in_401s_without_a_crash(stack):
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, 16384), hard))
-    valid = stack.control_token(username="admin")
-    before, log_from = vm_counters(stack), len(stack.envoy_log())
-    pad = "a" * 16_000
-    requests_ = [
-        http_request("PUT", TOKEN_PATH, {"Authorization": f"Bearer {forged_kid_token(valid)}", "X-Pad": pad})
-        for _ in range(4096)
-    ]
-    started = time.monotonic()
-    statuses = concurrent(stack.cfg.ports["http"], requests_, timeout=60.0)
-    took = time.monotonic() - started
-    counts = {s: statuses.count(s) for s in set(statuses)}
-    assert counts == {401: 4096}, counts
-    assert_healthy(stack, before, log_from)
-    # The forged kids are refused from memory now: another burst costs no waiting.
-    print(
-        f"4096 forged-kid requests: {took:.1f} s; vm memory gauge "
-        f"{stack.envoy_stats().get('wasmcustom.sts_gateway_vm_memory_bytes')}"
-    )
+    memory, fetched = "wasmcustom.sts_gateway_vm_memory_bytes", "wasmcustom.sts_gateway_jwks_fetches_ok"
+    # Fresh VMs (their linear memory never shrinks), with the parking bound stated above.
+    with stack.envoy_variant(plugin_overrides={"parking": FLOOD_PARKING}):
+        valid = stack.control_token(username="admin")
+        healthz_on_every_worker(stack)
+        before, log_from = vm_counters(stack), len(stack.envoy_log())
+        stats0 = stack.envoy_stats()
+        pad = "a" * 16_000
+        requests_ = [
+            http_request("PUT", TOKEN_PATH, {"Authorization": f"Bearer {forged_kid_token(valid)}", "X-Pad": pad})
+            for _ in range(4096)
+        ]
+        started = time.monotonic()
+        with _GaugeMax(stack, "wasmcustom.sts_gateway_parked") as parked:
+            statuses = concurrent(stack.cfg.ports["http"], requests_, timeout=60.0)
+        took = time.monotonic() - started
+        stats1 = stack.envoy_stats()
+        counts = {s: statuses.count(s) for s in set(statuses)}
+        assert counts == {401: 4096}, counts
+        growth = stats1[memory] - stats0[memory]
+        print(
+            f"4096 forged-kid requests: {took:.1f} s; parked at most {parked.max} ({parked.samples} samples); "
+            f"vm memory {stats0[memory]} -> {stats1[memory]} (+{growth}, bound +{FLOOD_GROWTH_BOUND}); "
+            f"jwks fetches {stats0.get(fetched, 0)} -> {stats1.get(fetched, 0)}"
+        )
+        # More requests waited than one pass answers (32): the flood exercised the batched
+        # answers, and the keys were fetched again for them.
+        assert parked.max > 32, (parked.max, parked.samples)
+        assert stats1.get(fetched, 0) - stats0.get(fetched, 0) >= 1, "no JWKS refetch for the forged kids"
+        assert growth <= FLOOD_GROWTH_BOUND, (growth, FLOOD_GROWTH_BOUND)
+        assert_healthy(stack, before, log_from)
 
 
 def test_id_token_is_refused_and_access_token_still_mints(stack):
@@ -163,18 +214,33 @@ def test_unsafe_configs_are_refused_with_the_field_named(stack, patch, field):
     assert f"invalid plugin configuration: {field}:" in log, log[-3000:]
 
 
-def _send_and_reset(port: int, request: bytes) -> None:
-    """Sends a request, then resets the connection (SO_LINGER 0) before any answer."""
+def _send_and_reset(port: int, request: bytes, before_reset=None) -> None:  # type: ignore[no-untyped-def]
+    """Sends a request, then resets the connection (SO_LINGER 0) before any answer: after
+    `before_reset()` returns, if given, else after 50 ms."""
     s = socket.create_connection(("127.0.0.1", port), timeout=5)
     s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
     s.sendall(request)
-    time.sleep(0.05)  # the filter has the request (and parked it) by now
+    if before_reset is None:
+        time.sleep(0.05)
+    else:
+        before_reset()
     s.close()
+
+
+def _wait_until(check, timeout: float) -> bool:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True
 
 
 def test_key_refetch_survives_clients_that_reset(stack):
     """A JWKS refetch is the root context's: clients that send a fresh kid and reset at once
-    cannot cancel it (nor strand its lease), so a genuine rotation is picked up promptly."""
+    cannot cancel it (nor strand its lease), so a genuine rotation is picked up promptly. The
+    first client resets only once the JWKS server has the refetch its kid started; the last
+    request must then be answered by that same fetch, not by one of its own."""
     from conftest import Stack
     from misbehaving import Misbehaving
 
@@ -187,14 +253,20 @@ def test_key_refetch_survives_clients_that_reset(stack):
             return plugin
 
         stack.restart_envoy(plugin_overrides=edit, extra_clusters=[Stack.cluster("slow_jwks", srv.port)])
+        ok = "wasmcustom.sts_gateway_jwks_fetches_ok"
+        assert _wait_until(lambda: stack.envoy_stats().get(ok, 0) >= 1, 10), "no first JWKS fetch"
         time.sleep(1.2)  # the refetch budget (1 s) has renewed
         stack.rotate_keys(keep_old=True)
         rotated = stack.control_token(username="admin")  # signed with the new key
         srv.behave("slow", delay=0.6)  # the refetch is still in flight when the clients reset
-        before = stack.envoy_stats()
+        before, fetches_before = stack.envoy_stats(), srv.count()
         port = stack.cfg.ports["http"]
-        for _ in range(10):
-            _send_and_reset(port, http_request("PUT", TOKEN_PATH, {"Authorization": f"Bearer {rotated}"}))
+        request = http_request("PUT", TOKEN_PATH, {"Authorization": f"Bearer {rotated}"})
+        started = []
+        _send_and_reset(port, request, lambda: started.append(_wait_until(lambda: srv.count() > fetches_before, 5)))
+        assert started == [True], "the first client's kid started no JWKS refetch"
+        for _ in range(9):
+            _send_and_reset(port, request)
         import requests
 
         t0 = time.monotonic()
@@ -202,13 +274,13 @@ def test_key_refetch_survives_clients_that_reset(stack):
             stack.cfg.gateway_http_url + TOKEN_PATH, headers={"Authorization": f"Bearer {rotated}"}, timeout=40
         )
         took = time.monotonic() - t0
-        after = stack.envoy_stats()
         assert r.status_code == 201, r.text
         # Within the slow fetch's own time (0.6 s), not the 11 s lease (timeout_ms + 1 s) a
         # cancelled fetch would strand; the margin between is for a loaded machine.
         assert took < 6.0, took
-        ok = "wasmcustom.sts_gateway_jwks_fetches_ok"
-        assert after.get(ok, 0) - before.get(ok, 0) >= 1
+        assert _wait_until(lambda: stack.envoy_stats().get(ok, 0) > before.get(ok, 0), 5), "the refetch never ended"
+        # One fetch served them all: the one the resetting client started.
+        assert srv.count() - fetches_before == 1, srv.requests[-5:]
 
 
 def test_a_vm_that_really_crashes_fails_closed_and_is_reloaded(stack):

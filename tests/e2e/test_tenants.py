@@ -102,6 +102,12 @@ def test_tenant_admin_gets_credentials_for_their_tenant_only(stack, other_bucket
 def test_unscoped_admin_still_reaches_everything(stack, other_bucket):
     s3 = s3_of(stack, mint(stack, stack.control_token(username="admin")))
     assert s3.get_object(Bucket=other_bucket, Key="k")["Body"].read() == b"red data"
+    # The positive controls of the scoped list_objects_v2 and delete_object refusals: unscoped
+    # credentials list the bucket and delete in it (a key of their own: "k" stays for the others).
+    assert "k" in [o["Key"] for o in s3.list_objects_v2(Bucket=other_bucket)["Contents"]]
+    s3.put_object(Bucket=other_bucket, Key="delete-me", Body=b"x")
+    s3.delete_object(Bucket=other_bucket, Key="delete-me")
+    assert "delete-me" not in [o["Key"] for o in s3.list_objects_v2(Bucket=other_bucket)["Contents"]]
     names = [b["Name"] for b in s3.list_buckets()["Buckets"]]
     assert other_bucket in names
     green = "green-" + secrets.token_hex(4)

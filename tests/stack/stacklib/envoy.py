@@ -168,10 +168,17 @@ class EnvoyMixin:
 
     def envoy_stats(self, prefix: str = "wasmcustom.") -> dict[str, int]:
         """Envoy's counters and gauges whose names start with `prefix` (the filter's metrics
-        are `wasmcustom.sts_gateway_*`)."""
-        status, body = http_get(f"{self.cfg.admin_url}/stats?filter=^{prefix.replace('.', '[.]')}", timeout=2)
+        are `wasmcustom.sts_gateway_*`). Raises StackError when the admin endpoint does not
+        answer 200: an empty dict would make `before == after` checks pass on a dead Envoy."""
+        url = f"{self.cfg.admin_url}/stats?filter=^{prefix.replace('.', '[.]')}"
+        try:
+            status, body = http_get(url, timeout=2)
+        except OSError as e:  # URLError, connection refused, timeout
+            raise StackError(f"envoy admin {url}: {e}") from e
+        if status != 200:
+            raise StackError(f"envoy admin {url}: HTTP {status}: {body[:200]!r}")
         out: dict[str, int] = {}
-        for line in body.decode().splitlines() if status == 200 else []:
+        for line in body.decode().splitlines():
             name, _, value = line.partition(": ")
             if name.startswith(prefix) and value.strip().isdigit():
                 out[name] = int(value)
@@ -184,7 +191,10 @@ class EnvoyMixin:
         names = ("wasmcustom.sts_gateway_jwks_fetches_ok", "wasmcustom.sts_gateway_jwks_fetches_failed")
         deadline = time.monotonic() + timeout
         while True:
-            stats = self.envoy_stats()
+            try:
+                stats = self.envoy_stats()
+            except StackError:
+                return False
             if not any(n in stats for n in names):
                 return False
             if stats.get(names[0], 0) > 0:
