@@ -181,7 +181,7 @@ def test_manifests_follow_the_source_and_hold_no_secret():
 
     wp = yaml.safe_load(files["envoy/istio/wasmplugin.yaml"])["spec"]
     assert wp["pluginConfig"] == istio_cfg
-    assert wp["failStrategy"] == "FAIL_RELOAD" and wp["phase"] == "STATS"
+    assert wp["failStrategy"] == "FAIL_CLOSE" and wp["phase"] == "STATS"
     assert wp["vmConfig"]["env"] == [{"name": k, "valueFrom": "HOST"} for k in generate.ENV_KEYS]
     assert wp["sha256"] == src["istio"]["sha256_placeholder"]
     patch = yaml.safe_load(files["envoy/istio/gateway-deployment-patch.yaml"])
