@@ -312,6 +312,9 @@ def envoyfilter(src: dict, sha256: str, after_ext_authz: bool) -> dict:
         "metadata": {"name": ist["name"], "namespace": ist["namespace"]},
         "spec": {
             "workloadSelector": {"labels": dict(ist["selector"])},
+            # Applied after every EnvoyFilter of lower priority (cray-opa's has none: 0), whatever
+            # their creation order: the ext_authz anchor / the router position is then final.
+            "priority": ist["envoyfilter_priority"],
             "configPatches": [
                 {
                     "applyTo": "HTTP_FILTER",
