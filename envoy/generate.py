@@ -292,8 +292,12 @@ def dump(docs: list[dict], comment: str) -> str:
     return head + "---\n" + "---\n".join(parts)
 
 
-def envoyfilter(src: dict, sha256: str, after_ext_authz: bool) -> dict:
+def envoyfilter(src: dict, sha256: str, after_ext_authz: bool, gateway: str | None = None) -> dict:
+    """The EnvoyFilter for the gateway `gateway` of istio.other_gateways (default: istio.selector)."""
     ist = src["istio"]
+    name, selector = ist["name"], dict(ist["selector"])
+    if gateway is not None:
+        name, selector = f"{ist['name']}-{gateway}", dict(ist["other_gateways"][gateway])
     remote = ist["envoyfilter_wasm"]
     code = {
         "remote": {
@@ -309,9 +313,9 @@ def envoyfilter(src: dict, sha256: str, after_ext_authz: bool) -> dict:
     return {
         "apiVersion": "networking.istio.io/v1alpha3",
         "kind": "EnvoyFilter",
-        "metadata": {"name": ist["name"], "namespace": ist["namespace"]},
+        "metadata": {"name": name, "namespace": ist["namespace"]},
         "spec": {
-            "workloadSelector": {"labels": dict(ist["selector"])},
+            "workloadSelector": {"labels": selector},
             # Applied after every EnvoyFilter of lower priority (cray-opa's has none: 0), whatever
             # their creation order: the ext_authz anchor / the router position is then final.
             "priority": ist["envoyfilter_priority"],
@@ -453,6 +457,18 @@ gateway-deployment-patch.yaml) into the VM: no secret in this resource or in the
             [envoyfilter(src, sha, after_ext_authz=False)],
             EF_COMMENT.format(sel=sel, where=WHERE_BEFORE, uri=ef["uri"], cluster=ef["cluster"]),
         ),
+        **{
+            f"envoy/istio/envoyfilter-before-router-{gw}.yaml": dump(
+                [envoyfilter(src, sha, after_ext_authz=False, gateway=gw)],
+                EF_COMMENT.format(
+                    sel=", ".join(f"{k}={v}" for k, v in labels.items()),
+                    where=WHERE_BEFORE,
+                    uri=ef["uri"],
+                    cluster=ef["cluster"],
+                ),
+            )
+            for gw, labels in ist.get("other_gateways", {}).items()
+        },
         "envoy/istio/wasmplugin.yaml": dump([wasmplugin(src, sha, url, rel)], wp_comment),
         "envoy/istio/secret.yaml": dump(
             [secret(src)],

@@ -80,7 +80,7 @@ def test_every_manifest_is_valid_for_each_release_it_targets(schema_release, rel
     except crds.MissingSchemas as e:
         pytest.fail(str(e))
     objs = istio_objects(release, url)
-    assert len(objs) == 3
+    assert len(objs) == 4  # wasmplugin, envoyfilter, envoyfilter-before-router (NMN and CMN)
     for rel, obj in objs:
         assert schema.errors(obj) == [], f"{rel} (--istio-release {release}) invalid for Istio {schema_release}"
 
