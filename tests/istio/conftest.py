@@ -4,8 +4,10 @@ test_manifests.py needs none of it."""
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,6 +15,8 @@ import pytest
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
+
+ISTIO_RELEASE = "1.26.0"
 
 
 def _sigterm(signum, frame):  # noqa: ARG001
@@ -24,12 +28,34 @@ def istio() -> Iterator:
     import istiod
 
     st = istiod.IstioStack()
+    for name in ("placement.md", "swap.md", "NOTE.md"):
+        (st.cfg.state_dir / name).unlink(missing_ok=True)
     previous = signal.signal(signal.SIGTERM, _sigterm)
     st.down()  # leftovers of a killed session
+    t0 = time.monotonic()
+    st.timings = {}
     try:
         st.up()
-        st.timings = {"istiod_ready_s": st.start_istiod()}
+        st.timings["stack_up_s"] = round(time.monotonic() - t0, 1)
+        st.timings["istiod_xds_listening_s"] = round(st.start_istiod(), 1)
         yield st
     finally:
+        st.timings["session_s"] = round(time.monotonic() - t0, 1)
+        write_note(st)
         st.down()
         signal.signal(signal.SIGTERM, previous)
+
+
+def write_note(st) -> None:  # type: ignore[no-untyped-def]
+    """target/istio-stack/NOTE.md: the Istio release, timings, the placement table and the swap counts."""
+    out = st.cfg.state_dir
+    parts = [
+        f"# make istio-e2e, {time.strftime('%Y-%m-%d %H:%M:%SZ', time.gmtime())}",
+        f"Istio {ISTIO_RELEASE} pilot-discovery ({os.environ.get('PILOT_DISCOVERY', 'default cache path')}), "
+        f"Envoy {st.cfg.envoy_bin}",
+        f"timings: {st.timings}",
+    ]
+    for name, title in (("placement.md", "## Placement"), ("swap.md", "## Module swap under load")):
+        if (out / name).exists():
+            parts += [title, (out / name).read_text()]
+    (out / "NOTE.md").write_text("\n\n".join(parts) + "\n")

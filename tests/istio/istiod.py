@@ -223,8 +223,9 @@ def test_plugin_config(src: dict, cfg: Config) -> dict:
     pc = generate.plugin_config(src, "istio")
     for iss in pc["issuers"]:
         iss["jwks"]["path"] = "/jwks"
-    pc["issuers"].append(copy.deepcopy(pc["issuers"][0]))
-    pc["issuers"][-1]["issuer"] = cfg.issuer_url
+    if cfg.issuer_url not in {i["issuer"] for i in pc["issuers"]}:
+        pc["issuers"].append(copy.deepcopy(pc["issuers"][0]))
+        pc["issuers"][-1]["issuer"] = cfg.issuer_url
     pc["rgw"].update(authority=f"127.0.0.1:{cfg.ports['rgw']}", endpoint_url=cfg.rgw_endpoint, role_arn=cfg.role_arn)
     return pc
 
