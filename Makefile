@@ -205,9 +205,12 @@ deps-istio: ## pilot-discovery of Istio 1.26.0 (go install, cached in ~/.cache/s
 	@echo "deps-istio: $(PILOT_DISCOVERY)"
 
 # The filter through a real istiod (file mode) and the stack's Envoy as an Istio ingress gateway.
+# Its own stack (ports + 20000, istiod on 127.0.0.1:25010, state in target/istio-stack/); the note
+# (Istio release, timings, the placement table, the swap counts) is target/istio-stack/NOTE.md.
 istio-e2e: deps build deps-istio ## e2e through istiod 1.26.0 (file mode) + the stack's Envoy as ingress gateway
-	@trap '$(VENV_PY) tests/stack/stack.py --test down >/dev/null 2>&1 || true' EXIT; \
-	PILOT_DISCOVERY=$(PILOT_DISCOVERY) $(VENV)/bin/pytest tests/istio -v $(PYTEST_ARGS)
+	@trap '$(VENV_PY) tests/istio/istiod.py down >/dev/null 2>&1 || true' EXIT; \
+	PILOT_DISCOVERY=$(PILOT_DISCOVERY) $(VENV)/bin/pytest tests/istio/test_istiod.py -v $(PYTEST_ARGS); \
+	cat target/istio-stack/NOTE.md
 
 # The session fixture starts and stops the test stack; the trap also stops it if pytest dies.
 e2e: deps build-crash build ## end-to-end tests on the test stack (PYTEST_ARGS=... passes options to pytest)

@@ -108,6 +108,8 @@ def base_config(istio) -> dict[str, list[dict]]:
             I.service_entry("keycloak", I.KEYCLOAK_SVC, 8080, istio.cfg.ports["issuer"]),
             I.service_entry("opa", I.OPA_SVC, I.OPA_PORT, I.PORTS["authz"]),
             I.service_entry("artifacts", I.ARTIFACTS_SVC, 8080, I.PORTS["artifacts"]),
+            # the old service: here the module server, which answers /apis/sts/... with its 404 page
+            I.service_entry("cray-sts", I.OLD_STS_SVC, 8080, I.PORTS["artifacts"]),
         ],
     }
 
