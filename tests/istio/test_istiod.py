@@ -72,9 +72,7 @@ def module(istio, name: str, extra: bytes = b"") -> tuple[str, str]:
     return str(d / "sts_gateway.wasm"), hashlib.sha256(data).hexdigest()
 
 
-def ours(
-    istio, file: str, keep_priority: bool, created: str, wasm: tuple[str, str], labels: dict | None = None
-) -> dict:
+def ours(istio, file: str, keep_priority: bool, created: str, wasm: tuple[str, str]) -> dict:
     """The project's manifest `file` as generate.py writes it, with the test stack's plugin values
     (issuer URL, JWKS path, RGW address; cluster names unchanged) and the module: file:// for the
     WasmPlugin, the artifacts ServiceEntry's URL for the EnvoyFilters."""
@@ -84,15 +82,12 @@ def ours(
     files = generate.generate(src, generate.TEMPLATE.read_text(), sha256=sha, url=f"file://{path}")
     (doc,) = [d for d in yaml.safe_load_all(files[f"envoy/istio/{file}"]) if d]
     pc = I.test_plugin_config(src, istio.cfg)
-    labels = labels or istio.labels
     doc["metadata"]["creationTimestamp"] = created
     if doc["kind"] == "WasmPlugin":
         doc["spec"]["pluginConfig"] = pc
-        doc["spec"]["selector"]["matchLabels"] = {"istio": labels["istio"]}
     else:
         if not keep_priority:
             doc["spec"].pop("priority", None)
-        doc["spec"]["workloadSelector"]["labels"] = {"istio": labels["istio"]}
         for p in doc["spec"]["configPatches"]:
             cfg = p["patch"]["value"]["typed_config"]["config"]
             cfg["configuration"]["value"] = json.dumps(pc)
@@ -431,3 +426,33 @@ def test_module_swap_under_load(gateway, file):
     print(f"\nswap {file}: {counts}, failed {failed}")
     assert counts.get("201", 0) > 0
     assert failed == 0, counts
+
+
+# ------------------------------------------------------------------ 5. the CMN gateway
+
+
+def test_cmn_gateway_gets_its_own_filter(gateway):
+    """The Envoy restarted as the CMN gateway (istio: ingressgateway-customer-admin) with its own
+    cray-opa EnvoyFilter: the NMN manifest does not select it, the generated CMN one lands after
+    ext_authz and mints."""
+    nmn = gateway.labels
+    try:
+        gateway.envoy.stop()
+        gateway.labels = I.GATEWAYS["cmn"]
+        gateway.write_config(base_config(gateway))
+        gateway.start_envoy()
+        chain = apply(gateway, ours(gateway, SHIPPED, True, OLD, gateway.wasm_v1), NEW)
+        assert EF_WASM not in chain and EXT_AUTHZ in chain, chain
+        chain = apply(gateway, ours(gateway, "envoyfilter-before-router-cmn.yaml", True, OLD, gateway.wasm_v1), NEW)
+        assert position(chain) == "after ext_authz", chain
+        wait_ready(gateway)
+        with open(REPORT / "placement.md", "a") as f:
+            f.write(
+                f"| envoyfilter-before-router-cmn.yaml on the CMN gateway | sts-gateway older | after ext_authz "
+                f"| `{' > '.join(chain)}` |\n"
+            )
+    finally:
+        gateway.envoy.stop()
+        gateway.labels = nmn
+        gateway.write_config(base_config(gateway))
+        gateway.start_envoy()
