@@ -31,7 +31,8 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 TOKEN_USER := $(if $(filter command line,$(origin USER)),$(USER),admin)
 
 .PHONY: help deps deps-apt deps-node deps-rust deps-fuzz deps-python deps-npm deps-sdk build build-crash up down status env token run \
-        test lint unit soak e2e manifests release bench clean fuzz fuzz-smoke load load-short
+        test lint unit soak e2e manifests release bench clean fuzz fuzz-smoke load load-short \
+        istio-manifests deps-istio istio-e2e
 
 help: ## this list
 	@grep -E '^[a-z][a-z0-9-]*:.*## ' $(MAKEFILE_LIST) | sed -E 's/^([a-z0-9-]+):.*## (.*)$$/\1\t\2/' \
@@ -123,23 +124,27 @@ build-crash: deps-rust ## test-only module that panics on /apis/sts/__crash (tar
 # ---------------------------------------------------------------- deployment (docs/istio.md)
 
 # envoy/envoy.yaml and envoy/istio/*.yaml from the one source, envoy/sts-gateway.yaml.
-manifests: $(VENV_STAMP) ## envoy/envoy.yaml + envoy/istio/*.yaml from envoy/sts-gateway.yaml
-	$(VENV_PY) envoy/generate.py
+# ISTIO_RELEASE: the Istio release the manifests target (1.26 default, the field's: WasmPlugin
+# failStrategy FAIL_CLOSE; 1.27 and later: FAIL_RELOAD). The committed envoy/istio/ is for the default.
+ISTIO_RELEASE ?= 1.26
+manifests: $(VENV_STAMP) ## envoy/envoy.yaml + envoy/istio/*.yaml from envoy/sts-gateway.yaml [ISTIO_RELEASE=1.26]
+	$(VENV_PY) envoy/generate.py --istio-release $(ISTIO_RELEASE)
 
 # The optimized module (make build), its sha256, and the Istio manifests with that sha256 (and
 # WASM_URL=..., if given, as the WasmPlugin url) in target/release/istio/.
 RELEASE_DIR := target/release
 WASM_URL ?=
-release: build $(VENV_STAMP) ## target/release/: the module, its sha256, Istio manifests with it (WASM_URL=...)
+release: build $(VENV_STAMP) ## target/release/: the module, its sha256, Istio manifests with it (WASM_URL=..., ISTIO_RELEASE=1.26)
 	@mkdir -p $(RELEASE_DIR)
 	@cp $(WASM) $(RELEASE_DIR)/sts_gateway.wasm
 	@cd $(RELEASE_DIR) && sha256sum sts_gateway.wasm > sts_gateway.wasm.sha256
 	@sha=$$(cut -d' ' -f1 $(RELEASE_DIR)/sts_gateway.wasm.sha256); \
 	$(VENV_PY) envoy/generate.py --only-istio --out $(RELEASE_DIR) --wasm-sha256 $$sha \
-	  $(if $(WASM_URL),--wasm-url '$(WASM_URL)') >/dev/null; \
+	  --istio-release $(ISTIO_RELEASE) $(if $(WASM_URL),--wasm-url '$(WASM_URL)') >/dev/null; \
 	echo "release: $(RELEASE_DIR)/sts_gateway.wasm ($$(stat -c %s $(RELEASE_DIR)/sts_gateway.wasm) bytes)"; \
 	echo "release: $(RELEASE_DIR)/sts_gateway.wasm.sha256, $(RELEASE_DIR)/istio/*.yaml"; \
-	echo "sha256: $$sha"
+	echo "sha256: $$sha"; \
+	echo "release: manifests for Istio $(ISTIO_RELEASE)"
 
 # ---------------------------------------------------------------- the local stack
 
@@ -169,7 +174,7 @@ run: deps build ## build, start the stack in the foreground, print how to use it
 
 # ---------------------------------------------------------------- tests
 
-test: deps lint unit fuzz-smoke build e2e load-short ## everything: lint, unit, fuzz smoke, e2e, load-short
+test: deps lint unit istio-manifests fuzz-smoke build e2e istio-e2e load-short ## everything: lint, unit, Istio manifests, fuzz smoke, e2e, istiod e2e, load-short
 
 # Python: ruff over tests/ and envoy/ (ruff.toml). Rust: rustfmt, clippy native (all targets, and
 # the fuzz crate's library and corpus replay) and for the module (clippy denies
@@ -197,6 +202,34 @@ unit: $(VENV_STAMP) ## the Rust unit tests (cargo test), and botocore's SigV4 go
 SOAK_CASES ?= 2000
 soak: ## the model-based property tests with SOAK_CASES sequences each (default 2000)
 	PROPTEST_CASES=$(SOAK_CASES) cargo test --release -q model
+
+# The Istio manifests against Istio's CRD schemas (1.26.0 and 1.30.3 from ../shared/istio-crds/,
+# beside the repository); no stack. Fails (never skips) when the schemas are missing.
+istio-manifests: $(VENV_STAMP) ## the generated Istio manifests against Istio 1.26.0 and 1.30.3 CRD schemas
+	$(VENV)/bin/pytest tests/istio/test_manifests.py -q $(PYTEST_ARGS)
+
+# The field's Istio control plane, pilot-discovery of Istio 1.26.0 (HPE CSM's cray-istio), built
+# from the Go module proxy into a cache that survives runs. Istio's tags carry no `v`: the module
+# version is the pseudo-version of the 1.26.0 tag's commit (c2e9871f340c, 2025-05-06T18:19:44Z).
+ISTIO_PILOT_VERSION ?= v0.0.0-20250506181944-c2e9871f340c
+ISTIO_CACHE ?= $(HOME)/.cache/sts-gateway/istio-1.26.0
+PILOT_DISCOVERY := $(ISTIO_CACHE)/bin/pilot-discovery
+deps-istio: ## pilot-discovery of Istio 1.26.0 (go install, cached in ~/.cache/sts-gateway/)
+	@command -v go >/dev/null || { echo "deps-istio: the Go toolchain is required (https://go.dev/dl)" >&2; exit 1; }
+	@if [ ! -x $(PILOT_DISCOVERY) ]; then \
+	  echo "deps-istio: go install istio.io/istio/pilot/cmd/pilot-discovery@$(ISTIO_PILOT_VERSION) (first build: minutes)"; \
+	  mkdir -p $(ISTIO_CACHE)/bin; \
+	  GOBIN=$(ISTIO_CACHE)/bin GOFLAGS= nice -n 10 go install istio.io/istio/pilot/cmd/pilot-discovery@$(ISTIO_PILOT_VERSION); \
+	fi
+	@echo "deps-istio: $(PILOT_DISCOVERY)"
+
+# The filter through a real istiod (file mode) and the stack's Envoy as an Istio ingress gateway.
+# Its own stack (ports + 20000, istiod on 127.0.0.1:25010, state in target/istio-stack/); the note
+# (Istio release, timings, the placement table, the swap counts) is target/istio-stack/NOTE.md.
+istio-e2e: deps build deps-istio ## e2e through istiod 1.26.0 (file mode) + the stack's Envoy as ingress gateway
+	@trap '$(VENV_PY) tests/istio/istiod.py down >/dev/null 2>&1 || true' EXIT; \
+	PILOT_DISCOVERY=$(PILOT_DISCOVERY) $(VENV)/bin/pytest tests/istio/test_istiod.py -v $(PYTEST_ARGS); \
+	cat target/istio-stack/NOTE.md
 
 # The session fixture starts and stops the test stack; the trap also stops it if pytest dies.
 e2e: deps build-crash build ## end-to-end tests on the test stack (PYTEST_ARGS=... passes options to pytest)

@@ -127,7 +127,7 @@ def test_generated_files_are_up_to_date(tmp_path):
     )
     assert r.returncode == 0, r.stderr
     files = generate.generate(generate.load_source(), generate.TEMPLATE.read_text())
-    assert len(files) == 6
+    assert len(files) == 7  # + envoy/istio/envoyfilter-before-router-cmn.yaml
     for rel in files:
         fresh = (tmp_path / rel).read_text()
         assert fresh == files[rel]
@@ -181,7 +181,7 @@ def test_manifests_follow_the_source_and_hold_no_secret():
 
     wp = yaml.safe_load(files["envoy/istio/wasmplugin.yaml"])["spec"]
     assert wp["pluginConfig"] == istio_cfg
-    assert wp["failStrategy"] == "FAIL_RELOAD" and wp["phase"] == "STATS"
+    assert wp["failStrategy"] == "FAIL_CLOSE" and wp["phase"] == "STATS"
     assert wp["vmConfig"]["env"] == [{"name": k, "valueFrom": "HOST"} for k in generate.ENV_KEYS]
     assert wp["sha256"] == src["istio"]["sha256_placeholder"]
     patch = yaml.safe_load(files["envoy/istio/gateway-deployment-patch.yaml"])
