@@ -354,7 +354,9 @@ fn default_rgw_timeout() -> u64 {
     5000
 }
 
-pub const ALGORITHMS: &[&str] = &["RS256", "RS384", "RS512", "PS256", "PS384", "PS512"];
+pub const ALGORITHMS: &[&str] = &[
+    "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "EdDSA",
+];
 
 /// Reads an environment variable of the Wasm VM; injected so tests need not touch the process env.
 pub type EnvLookup<'a> = &'a dyn Fn(&str) -> Option<String>;

@@ -1,4 +1,6 @@
-//! Signatures and signing: RSA verification of tokens, SigV4 signing of STS requests.
+//! Signatures and signing: RSA, ECDSA and EdDSA verification of tokens, SigV4 signing of STS
+//! requests.
+pub mod ec_sig;
 mod rsa_math;
 pub mod rsa_sig;
 pub mod sigv4;

@@ -220,13 +220,32 @@ impl RsaKey {
         self.hash.of(&[&[0u8; 8], m_hash, salt]) == h
     }
 
-    /// jwt-simple's `RSAPublicKeyLike::verify_token`. `options.max_header_length` above jwt-simple's
-    /// 8192 is not honoured (the header is decoded by `Token::decode_metadata`, which caps it).
+    /// jwt-simple's `RSAPublicKeyLike::verify_token` (see [`verify_token_with`]).
     pub fn verify_token(
         &self,
         token: &str,
         options: &VerificationOptions,
     ) -> Result<Claims, jwt_simple::Error> {
+        verify_token_with(
+            self.alg,
+            &|m, s| self.verify_signature(m, s),
+            token,
+            options,
+        )
+    }
+}
+
+/// jwt-simple's `verify_token`, the same for every algorithm (RSA here, ECDSA and EdDSA in
+/// `ec_sig`): `alg` is the key's algorithm, `verify_signature(message, signature)` its check.
+/// `options.max_header_length` above jwt-simple's 8192 is not honoured (the header is decoded by
+/// `Token::decode_metadata`, which caps it).
+pub(crate) fn verify_token_with(
+    alg: &str,
+    verify_signature: &dyn Fn(&[u8], &[u8]) -> bool,
+    token: &str,
+    options: &VerificationOptions,
+) -> Result<Claims, jwt_simple::Error> {
+    {
         if let Some(max_token_length) = options.max_token_length {
             if token.len() > max_token_length {
                 return Err(JWTError::TokenTooLong.into());
@@ -267,7 +286,7 @@ impl RsaKey {
                 return Err(JWTError::RequiredContentTypeMismatch.into());
             }
         }
-        if meta.algorithm() != self.alg {
+        if meta.algorithm() != alg {
             return Err(JWTError::AlgorithmMismatch.into());
         }
         if let Some(required) = &options.required_key_id {
@@ -288,7 +307,7 @@ impl RsaKey {
         let authenticated = token
             .get(..header_b64.len() + 1 + claims_b64.len())
             .ok_or(JWTError::CompactEncodingError)?;
-        if !self.verify_signature(authenticated.as_bytes(), &signature) {
+        if !verify_signature(authenticated.as_bytes(), &signature) {
             return Err(JWTError::InvalidSignature.into());
         }
         let claims: Claims = serde_json::from_slice(&b64url(claims_b64)?)?;

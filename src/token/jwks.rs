@@ -4,6 +4,7 @@ use jwt_simple::prelude::JWTClaims;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
+use crate::crypto::ec_sig::EcKey;
 use crate::crypto::rsa_sig::RsaKey;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
@@ -29,17 +30,31 @@ impl JwksError {
     }
 }
 
-/// One public key, prepared for one algorithm (all six are RSA: `rsa_sig`).
-pub type VerifyingKey = RsaKey;
+/// One public key, prepared for one algorithm: RSA (`rsa_sig`), or ECDSA / EdDSA (`ec_sig`).
+pub enum VerifyingKey {
+    Rsa(RsaKey),
+    Ec(EcKey),
+}
 
-impl RsaKey {
+impl VerifyingKey {
+    /// The JWT algorithm this key verifies.
+    pub fn alg(&self) -> &'static str {
+        match self {
+            VerifyingKey::Rsa(k) => k.alg(),
+            VerifyingKey::Ec(k) => k.alg(),
+        }
+    }
+
     /// Signature check plus jwt-simple's standard claim checks under `options`.
     pub fn verify(
         &self,
         token: &str,
         options: VerificationOptions,
     ) -> Result<Claims, jwt_simple::Error> {
-        self.verify_token(token, &options)
+        match self {
+            VerifyingKey::Rsa(k) => k.verify_token(token, &options),
+            VerifyingKey::Ec(k) => k.verify_token(token, &options),
+        }
     }
 }
 
@@ -76,6 +91,9 @@ struct RawJwk {
     kid: Option<String>,
     n: Option<String>,
     e: Option<String>,
+    crv: Option<String>,
+    x: Option<String>,
+    y: Option<String>,
 }
 
 impl KeySet {
@@ -117,35 +135,58 @@ impl KeySet {
 }
 
 fn prepare(raw: &RawJwk, algorithms: &[String]) -> Option<Jwk> {
-    if raw.kty.as_deref() != Some("RSA") {
-        return None;
-    }
     if matches!(raw.use_.as_deref(), Some(u) if u != "sig") {
         return None;
     }
-    let n = URL_SAFE_NO_PAD
-        .decode(raw.n.as_deref()?.trim_end_matches('='))
-        .ok()?;
-    let e = URL_SAFE_NO_PAD
-        .decode(raw.e.as_deref()?.trim_end_matches('='))
-        .ok()?;
-    let verifiers: Vec<VerifyingKey> = algorithms
+    // The algorithms this key may verify: the allowed ones, narrowed to its `alg` if it has one.
+    let algs = algorithms
         .iter()
-        .filter(|alg| raw.alg.as_deref().is_none_or(|a| a == alg.as_str()))
-        .filter_map(|alg| RsaKey::from_components(alg, &n, &e))
-        .collect();
+        .filter(|alg| raw.alg.as_deref().is_none_or(|a| a == alg.as_str()));
+    let mut hash = Sha256::new();
+    let verifiers: Vec<VerifyingKey> = match raw.kty.as_deref()? {
+        "RSA" => {
+            let n = b64(raw.n.as_deref()?)?;
+            let e = b64(raw.e.as_deref()?)?;
+            hash.update((n.len() as u64).to_be_bytes());
+            hash.update(&n);
+            hash.update(&e);
+            algs.filter_map(|alg| RsaKey::from_components(alg, &n, &e))
+                .map(VerifyingKey::Rsa)
+                .collect()
+        }
+        kty @ ("EC" | "OKP") => {
+            let crv = raw.crv.as_deref()?;
+            let x = b64(raw.x.as_deref()?)?;
+            let y = match (kty, raw.y.as_deref()) {
+                ("EC", Some(y)) => Some(b64(y)?),
+                ("OKP", None) => None,
+                _ => return None,
+            };
+            // Domain-separated from RSA's (which starts with an 8-byte length).
+            hash.update(kty.as_bytes());
+            hash.update([0]);
+            hash.update(crv.as_bytes());
+            hash.update([0]);
+            hash.update(&x);
+            hash.update(y.as_deref().unwrap_or_default());
+            algs.filter_map(|alg| EcKey::from_jwk(alg, kty, crv, &x, y.as_deref()))
+                .map(VerifyingKey::Ec)
+                .collect()
+        }
+        _ => return None,
+    };
     if verifiers.is_empty() {
         return None;
     }
-    let mut hash = Sha256::new();
-    hash.update((n.len() as u64).to_be_bytes());
-    hash.update(&n);
-    hash.update(&e);
     Some(Jwk {
         kid: raw.kid.clone(),
         fingerprint: hash.finalize().into(),
         verifiers,
     })
+}
+
+fn b64(s: &str) -> Option<Vec<u8>> {
+    URL_SAFE_NO_PAD.decode(s.trim_end_matches('=')).ok()
 }
 
 #[cfg(test)]
