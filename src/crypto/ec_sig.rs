@@ -297,7 +297,8 @@ pub(crate) mod tests {
         let ed = Ed25519KeyPair::generate();
         let p = es256.public_key().public_key().to_bytes_uncompressed();
         let q = es384.public_key().public_key().to_bytes_uncompressed();
-        let cases: Vec<(EcKey, String, Box<dyn Fn(&str) -> bool>)> = vec![
+        type Oracle<'a> = Box<dyn Fn(&str) -> bool + 'a>;
+        let cases: Vec<(EcKey, String, Oracle)> = vec![
             (
                 EcKey::from_jwk("ES256", "EC", "P-256", &p[1..33], Some(&p[33..])).unwrap(),
                 es256.sign(claims.clone()).unwrap(),
