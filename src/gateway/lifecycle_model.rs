@@ -28,10 +28,11 @@ use crate::host::ContextId;
 use crate::token::jwks_store::MemoryStore;
 use crate::token::verify::tests::NOW;
 
-/// Above `PER_CALL`, so resumes come in batches; bursts of small forged tokens fill the
-/// count, bursts with padded ones the bytes.
-const PARK_MAX: usize = 48;
-const PARK_BYTES: usize = 60_000;
+/// Two parkings, one per sequence: a small one (above `PER_CALL`, so resumes come in
+/// batches; bursts of small forged tokens fill the count, padded ones the bytes), and a large
+/// one that lets a burst of 1,100 forged kids wait, so that one refetch remembers more absent
+/// kids than their bound.
+const PARKINGS: [(usize, usize); 2] = [(48, 60_000), (1_500, 4_000_000)];
 const CACHE_ENTRIES: usize = 4;
 /// The smallest allowed; the padded tokens (about 21 KB accounted each) reach it.
 const CACHE_BYTES: usize = 65_536;
@@ -83,10 +84,12 @@ enum Op {
         caller: Caller,
         credentials: bool,
     },
-    /// `n` requests at once, each with a kid nobody published.
+    /// `n` requests at once, each with a kid nobody published; then, with `keys_change`, the
+    /// issuer's keys change and that VM refetches.
     Burst {
         vm: usize,
         n: usize,
+        keys_change: bool,
     },
     Leave {
         vm: usize,
@@ -143,7 +146,8 @@ fn op() -> impl Strategy<Value = Op> {
         .prop_map(|ms| Op::Advance { ms }),
         1 => Just(Op::Rotate),
         1 => Just(Op::Retire),
-        1 => (0..2usize, prop_oneof![40..100usize, 100..1_100usize]).prop_map(|(vm, n)| Op::Burst { vm, n }),
+        1 => (0..2usize, prop_oneof![40..100usize, 100..1_100usize], any::<bool>())
+            .prop_map(|(vm, n, keys_change)| Op::Burst { vm, n, keys_change }),
     ]
 }
 
@@ -293,18 +297,21 @@ struct World {
     vms: [Vm; 2],
     rotated: bool,
     retired: bool,
+    park_max: usize,
+    park_bytes: usize,
     expect: HashMap<(usize, ContextId), Expect>,
     left: usize,
     now_ms: u64,
 }
 
 impl World {
-    fn new(reuse: bool) -> World {
+    fn new(reuse: bool, parking: usize) -> World {
+        let (park_max, park_bytes) = PARKINGS[parking % PARKINGS.len()];
         let config = || {
             let mut c = json!({
                 "token_cache_entries": CACHE_ENTRIES,
                 "token_cache_bytes": CACHE_BYTES,
-                "parking": {"max_requests": PARK_MAX, "max_bytes": PARK_BYTES},
+                "parking": {"max_requests": park_max, "max_bytes": park_bytes},
                 "tenants": {"scope_admins": true},
             });
             if reuse {
@@ -326,6 +333,8 @@ impl World {
             vms: [a, b],
             rotated: false,
             retired: false,
+            park_max,
+            park_bytes,
             expect: HashMap::new(),
             left: 0,
             now_ms: NOW_MS,
@@ -419,12 +428,12 @@ impl World {
                 let h = if credentials { as_credentials(h) } else { h };
                 // Full by count, or by bytes for a token of up to about 11 KB.
                 let u = self.vms[*vm].g.usage();
-                let full = u.parked >= PARK_MAX || u.parked_bytes + 12_000 > PARK_BYTES;
+                let full = u.parked >= self.park_max || u.parked_bytes + 12_000 > self.park_bytes;
                 let (ctx, _) = self.vms[*vm].request(&h);
                 self.expect(*vm, ctx, caller, credentials, full);
             }
-            Op::Burst { vm, n } => {
-                // One call per request, as Envoy makes them; the bounds are checked after all.
+            Op::Burst { vm, n, keys_change } => {
+                // One call per request, as Envoy makes them, each checked on its own.
                 for i in 0..*n {
                     let t = forged_kid(i);
                     let h = headers("PUT", "/apis/sts/token", Some(&t), &[]);
@@ -433,7 +442,27 @@ impl World {
                     if i + 1 < *n {
                         // Each request is one call into the VM: its own bounds.
                         self.check_bounds(&before)?;
-                        before = self.vms.iter().map(|v| v.g.usage().verifications).collect();
+                        before = self.start_call();
+                    }
+                }
+                if *keys_change {
+                    // The issuer's keys change while the burst waits, and the VM refetches:
+                    // every parked forged kid is then remembered as absent (their bound).
+                    if self.rotated {
+                        self.retired = true;
+                    } else {
+                        self.rotated = true;
+                    }
+                    self.check_bounds(&before)?;
+                    // Past the refetch budget (min_refetch_seconds 5), so the tick refetches.
+                    self.advance(5_001);
+                    before = self.start_call();
+                    self.vms[*vm].tick();
+                    if let Some(t) = self.vms[*vm].jwks_pending() {
+                        self.check_bounds(&before)?;
+                        before = self.start_call();
+                        let doc = self.jwks_doc();
+                        self.vms[*vm].answer(t, Some(200), &doc);
                     }
                 }
             }
@@ -550,7 +579,7 @@ impl World {
             let u = vm.g.usage();
             prop_assert!(u.parking_consistent, "{u:?}");
             prop_assert!(
-                u.parked <= PARK_MAX && u.parked_bytes <= PARK_BYTES,
+                u.parked <= self.park_max && u.parked_bytes <= self.park_bytes,
                 "{u:?}"
             );
             prop_assert!(
@@ -790,9 +819,13 @@ fn run_with_deadline<S>(
 
 #[test]
 fn lifecycle_matches_model() {
-    let strategy = (prop::collection::vec(op(), 1..160), any::<bool>());
-    run_with_deadline(cases(64), strategy, |(ops, reuse)| {
-        let mut w = World::new(reuse);
+    let strategy = (
+        prop::collection::vec(op(), 1..160),
+        any::<bool>(),
+        0..2usize,
+    );
+    run_with_deadline(cases(64), strategy, |(ops, reuse, parking)| {
+        let mut w = World::new(reuse, parking);
         for op in &ops {
             w.apply(op)?;
         }
@@ -806,7 +839,7 @@ fn lifecycle_matches_model() {
 fn repeated_skew_expired_token() {
     let strategy = (prop::collection::vec(op(), 0..40), 9usize..64);
     run_with_deadline(cases(48), strategy, |(extra, repeats)| {
-        let mut w = World::new(false);
+        let mut w = World::new(false, 0);
         for (i, op) in extra.iter().enumerate() {
             w.apply(op)?;
             for _ in 0..repeats / 8 + (i % 2) {
@@ -829,7 +862,7 @@ fn repeated_skew_expired_token() {
 }
 
 fn replay(ops: &[Op], reuse: bool) {
-    let mut w = World::new(reuse);
+    let mut w = World::new(reuse, 0);
     for op in ops {
         w.apply(op).unwrap();
     }
