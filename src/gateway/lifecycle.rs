@@ -303,6 +303,9 @@ impl Gateway {
         started_ms: u64,
         now: u64,
     ) {
+        if call.unshared {
+            host.metric(Metric::ReuseNoSubject);
+        }
         if let (Some(store), Some(key)) = (self.reuse.as_mut(), call.reuse_key) {
             if let Some(creds) = store.get(&key, now) {
                 self.answer_one(

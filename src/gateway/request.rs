@@ -15,9 +15,10 @@ const MAX_TENANT: usize = 256;
 
 /// What a minting request needs, taken from its headers once; the headers are not kept.
 ///
-/// `PUT token`: `Authorization: Bearer` (or `X-Forwarded-Access-Token`) and `Cray-Tenant-Name`.
-/// `GET credentials` also takes the bare JWT as the `Authorization` value and the tenant as
-/// `?tenant=T` (AWS SDKs cannot add headers); a tenant in both that differs is a 400.
+/// `PUT token`: `Authorization: Bearer` (or `X-Forwarded-Access-Token`); `GET credentials` also
+/// takes the bare JWT as the `Authorization` value. Both: the tenant from `Cray-Tenant-Name` or
+/// `?tenant=T` (AWS SDKs cannot add headers); two headers, two parameters, or a header and a
+/// parameter that differ are a 400.
 pub fn ask_of(
     headers: &[(String, String)],
     max_token_bytes: usize,
@@ -40,17 +41,24 @@ pub fn ask_of(
         .filter(|c| !c.is_control())
         .take(MAX_REQUEST_ID)
         .collect();
-    let mut tenant = header("cray-tenant-name").map(str::to_string);
-    if endpoint == Endpoint::Credentials {
-        if let Some(query) = tenant_query(header(":path").unwrap_or_default())? {
-            match &tenant {
-                Some(h) if *h != query => {
-                    return Err(Error::BadRequest(
-                        "the tenant query parameter and the Cray-Tenant-Name header differ",
-                    ))
-                }
-                _ => tenant = Some(query),
+    // Two tenants, in headers or in the query, are ambiguous: never pick one.
+    let mut headers_named = headers.iter().filter(|(n, _)| n == "cray-tenant-name");
+    let mut tenant = match (headers_named.next(), headers_named.next()) {
+        (Some(_), Some(_)) => {
+            return Err(Error::BadRequest("more than one Cray-Tenant-Name header"))
+        }
+        (Some((_, value)), None) => Some(value.to_string()),
+        (None, _) => None,
+    };
+    // Both routes read `?tenant=` the same way (it is never ignored).
+    if let Some(query) = tenant_query(header(":path").unwrap_or_default())? {
+        match &tenant {
+            Some(h) if *h != query => {
+                return Err(Error::BadRequest(
+                    "the tenant query parameter and the Cray-Tenant-Name header differ",
+                ))
             }
+            _ => tenant = Some(query),
         }
     }
     let tenant = tenant.map(|t| t.chars().take(MAX_TENANT).collect());
@@ -111,4 +119,66 @@ fn percent_decode(s: &str) -> String {
         }
     }
     String::from_utf8_lossy(&out).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const T: &str = "aaa.bbb.ccc";
+
+    fn ask(path: &str, extra: &[(&str, &str)], endpoint: Endpoint) -> Result<Ask, Error> {
+        let mut h = vec![
+            (":path".to_string(), path.to_string()),
+            ("authorization".to_string(), format!("Bearer {T}")),
+        ];
+        h.extend(extra.iter().map(|(n, v)| (n.to_string(), v.to_string())));
+        ask_of(&h, 1000, endpoint)
+    }
+
+    #[test]
+    fn one_tenant_or_a_400() {
+        for e in [Endpoint::Token, Endpoint::Credentials] {
+            let tenant = |path: &str, extra: &[(&str, &str)]| ask(path, extra, e).map(|a| a.tenant);
+            assert_eq!(tenant("/apis/sts/token", &[]), Ok(None));
+            assert_eq!(
+                tenant("/x", &[("cray-tenant-name", "blue")]),
+                Ok(Some("blue".into()))
+            );
+            // The query is honoured on both routes, alone or agreeing with the header.
+            assert_eq!(tenant("/x?tenant=blue", &[]), Ok(Some("blue".into())));
+            assert_eq!(
+                tenant("/x?a=1&tenant=bl%75e", &[("cray-tenant-name", "blue")]),
+                Ok(Some("blue".into()))
+            );
+            for (path, extra, why) in [
+                (
+                    "/x",
+                    &[("cray-tenant-name", "red"), ("cray-tenant-name", "blue")][..],
+                    "more than one Cray-Tenant-Name header",
+                ),
+                (
+                    "/x",
+                    &[("cray-tenant-name", "blue"), ("cray-tenant-name", "blue")][..],
+                    "more than one Cray-Tenant-Name header",
+                ),
+                (
+                    "/x?tenant=red",
+                    &[("cray-tenant-name", "blue")][..],
+                    "the tenant query parameter and the Cray-Tenant-Name header differ",
+                ),
+                (
+                    "/x?tenant=blue&tenant=blue",
+                    &[][..],
+                    "more than one tenant query parameter",
+                ),
+            ] {
+                assert_eq!(
+                    tenant(path, extra),
+                    Err(Error::BadRequest(why)),
+                    "{e:?} {path} {extra:?}"
+                );
+            }
+        }
+    }
 }
