@@ -185,33 +185,39 @@ impl TryFrom<RawRuleItem> for RuleItem {
 /// Placeholder for the tenant's name in tenant-admin rules and the policy template.
 pub const TENANT_PLACEHOLDER: &str = "{tenant}";
 
-/// Who may mint for a tenant, and what the tenant's credentials may reach.
+/// Who may mint for a tenant, and what the tenant's credentials may reach
+/// ([`crate::policy::scope`] says why the tenants must be listed).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TenantsConfig {
-    /// An admin (`rules`) who names a tenant gets credentials scoped to it. `false`: the old
-    /// behaviour, full access whatever the header says.
-    #[serde(default = "default_true")]
+    /// An admin (`rules`) who names a tenant gets credentials scoped to it. `false` (default):
+    /// full access whatever the header says, as the token service this replaces.
+    #[serde(default)]
     pub scope_admins: bool,
     /// Rules that make a caller an administrator of tenant `{tenant}` (all must hold; `[]`:
-    /// nobody but admins may mint for a tenant).
+    /// nobody but admins may mint for a tenant). Every way of satisfying them names `{tenant}`.
     #[serde(default = "default_tenant_admin_rules")]
     pub tenant_admin_rules: Vec<RuleItem>,
-    /// Session policy (IAM JSON) of a tenant's credentials; `{tenant}` is the tenant's name.
-    #[serde(default = "default_policy_template")]
-    pub policy_template: String,
-    /// Explicit bucket patterns per tenant instead of the template (`*` and `?` wildcards).
+    /// The tenants whose buckets are `T-…` (a bucket belongs to the longest listed name it
+    /// starts with, followed by `-`).
     #[serde(default)]
-    pub buckets: std::collections::HashMap<String, Vec<String>>,
+    pub names: Vec<String>,
+    /// The tenants whose buckets are these patterns (`*` only at the end) instead.
+    #[serde(default)]
+    pub buckets: std::collections::BTreeMap<String, Vec<String>>,
+    /// Removed (a free-form policy cannot be checked for isolation): refused with a hint.
+    #[serde(default)]
+    pub policy_template: Option<serde_json::Value>,
 }
 
 impl Default for TenantsConfig {
     fn default() -> Self {
         TenantsConfig {
-            scope_admins: true,
+            scope_admins: false,
             tenant_admin_rules: default_tenant_admin_rules(),
-            policy_template: default_policy_template(),
+            names: Vec::new(),
             buckets: Default::default(),
+            policy_template: None,
         }
     }
 }
@@ -293,9 +299,6 @@ fn default_rules() -> Vec<RuleItem> {
         contains: "admin".into(),
     })]
 }
-fn default_true() -> bool {
-    true
-}
 /// The field's policy: `realm_access.roles` has `tenant-admin` and `groups` has
 /// `<tenant>-tenant-admin`.
 fn default_tenant_admin_rules() -> Vec<RuleItem> {
@@ -309,10 +312,6 @@ fn default_tenant_admin_rules() -> Vec<RuleItem> {
             contains: format!("{TENANT_PLACEHOLDER}-tenant-admin"),
         }),
     ]
-}
-/// `s3:*` on the tenant's buckets (`<tenant>-*`) and their objects.
-pub fn default_policy_template() -> String {
-    r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":["s3:*"],"Resource":["arn:aws:s3:::{tenant}-*","arn:aws:s3:::{tenant}-*/*"]}]}"#.into()
 }
 fn default_token_cache_entries() -> usize {
     4096
@@ -725,30 +724,50 @@ pub const MAX_POLICY_CHARS: usize = 2048;
 /// Longest tenant name the header may carry.
 pub const MAX_TENANT_LEN: usize = 253;
 
+/// Longest name in `tenants.names`: `T-` and one more character fit a bucket name (63).
+pub const MAX_LISTED_TENANT_LEN: usize = 61;
+
 impl TenantsConfig {
     /// Some caller could get scoped credentials.
     pub fn scoping_possible(&self) -> bool {
-        self.scope_admins || !self.tenant_admin_rules.is_empty()
+        (self.scope_admins || !self.tenant_admin_rules.is_empty())
+            && (!self.names.is_empty() || !self.buckets.is_empty())
+    }
+
+    /// The tenant is listed (`names` or `buckets`).
+    pub fn is_known(&self, tenant: &str) -> bool {
+        self.buckets.contains_key(tenant) || self.names.iter().any(|n| n == tenant)
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
-        validate_rules("tenants.tenant_admin_rules", &self.tenant_admin_rules, true)?;
-        let field = "tenants.policy_template";
-        if !self.policy_template.contains(TENANT_PLACEHOLDER) {
-            return Err(ConfigError::new(field, "must contain {tenant}"));
-        }
-        let sample = self.policy_template.replace(TENANT_PLACEHOLDER, "t");
-        if serde_json::from_str::<serde_json::Value>(&sample).is_err() {
-            return Err(ConfigError::new(field, "must be a JSON document"));
-        }
-        let longest = self.policy_template.len()
-            + self.policy_template.matches(TENANT_PLACEHOLDER).count()
-                * (MAX_TENANT_LEN - TENANT_PLACEHOLDER.len());
-        if longest > MAX_POLICY_CHARS {
+        if self.policy_template.is_some() {
             return Err(ConfigError::new(
-                field,
-                format!("is {longest} characters for the longest tenant name ({MAX_TENANT_LEN}); RGW accepts at most {MAX_POLICY_CHARS}"),
+                "tenants.policy_template",
+                "was removed: a free-form policy cannot be checked to keep tenants apart; list the tenants in tenants.names (buckets T-…) or tenants.buckets (docs/configuration.md#tenants)",
             ));
+        }
+        validate_rules("tenants.tenant_admin_rules", &self.tenant_admin_rules, true)?;
+        tenant_bound("tenants.tenant_admin_rules", &self.tenant_admin_rules)?;
+        for (i, name) in self.names.iter().enumerate() {
+            let at = format!("tenants.names[{i}]");
+            if !crate::policy::authorize::is_tenant_name(name) {
+                return Err(ConfigError::new(&at, "is not a valid tenant name"));
+            }
+            if name.len() > MAX_LISTED_TENANT_LEN {
+                return Err(ConfigError::new(
+                    &at,
+                    format!("is longer than {MAX_LISTED_TENANT_LEN} characters: no bucket name (at most 63) can start with it and '-'; give it explicit patterns in tenants.buckets"),
+                ));
+            }
+            if self.names.iter().take(i).any(|n| n == name) {
+                return Err(ConfigError::new(&at, "is listed twice"));
+            }
+            if self.buckets.contains_key(name) {
+                return Err(ConfigError::new(
+                    &at,
+                    "is also in tenants.buckets: list a tenant in one of them",
+                ));
+            }
         }
         for (tenant, patterns) in &self.buckets {
             let at = format!("tenants.buckets.{tenant}");
@@ -762,46 +781,132 @@ impl TenantsConfig {
                 ));
             }
             for p in patterns {
-                let ok = !p.is_empty()
+                let body = p.strip_suffix('*').unwrap_or(p);
+                let ok = !body.is_empty()
                     && p.len() <= 63
-                    && p.bytes().all(|b| {
-                        b.is_ascii_lowercase() || b.is_ascii_digit() || b"-.*?".contains(&b)
+                    && body.bytes().all(|b| {
+                        b.is_ascii_lowercase() || b.is_ascii_digit() || b"-.".contains(&b)
                     });
                 if !ok {
                     return Err(ConfigError::new(
                         &at,
-                        format!("{p:?} is not a bucket name pattern (a-z, 0-9, '-', '.', '*', '?'; at most 63)"),
+                        format!("{p:?} is not a bucket name pattern (a-z, 0-9, '-', '.', at most 63, and '*' only at the end: RGW's matcher does not backtrack)"),
                     ));
                 }
+                // Another tenant's resources, its buckets and their objects: refused.
+                for (other, theirs) in self.resources() {
+                    if other == tenant {
+                        continue;
+                    }
+                    let clash = [p.clone(), format!("{p}/*")].iter().any(|mine| {
+                        theirs
+                            .iter()
+                            .any(|t| crate::policy::scope::globs_intersect(mine, t))
+                    });
+                    if clash {
+                        return Err(ConfigError::new(
+                            &at,
+                            format!("{p:?} can match a bucket or object of tenant {other:?}"),
+                        ));
+                    }
+                }
             }
-            if self.policy_for(tenant).len() > MAX_POLICY_CHARS {
+        }
+        let fields = self
+            .buckets
+            .keys()
+            .map(|t| (t, format!("tenants.buckets.{t}")))
+            .chain(
+                self.names
+                    .iter()
+                    .enumerate()
+                    .map(|(i, t)| (t, format!("tenants.names[{i}]"))),
+            );
+        for (tenant, at) in fields {
+            let len = self.policy_for(tenant).map_or(0, |p| p.len());
+            if len > MAX_POLICY_CHARS {
                 return Err(ConfigError::new(
                     &at,
-                    format!("makes a policy longer than {MAX_POLICY_CHARS} characters"),
+                    format!(
+                        "its policy is {len} characters; RGW accepts at most {MAX_POLICY_CHARS}"
+                    ),
                 ));
             }
         }
         Ok(())
     }
 
-    /// The session policy of `tenant`'s credentials (compact JSON: RGW does not decode `+`).
-    pub fn policy_for(&self, tenant: &str) -> String {
-        match self.buckets.get(tenant) {
-            Some(patterns) => {
-                // Patterns are [a-z0-9.*?-] (validated): nothing to escape.
-                let resources: Vec<String> = patterns
-                    .iter()
-                    .map(|p| format!("\"arn:aws:s3:::{p}\",\"arn:aws:s3:::{p}/*\""))
-                    .collect();
-                format!(
-                    "{{\"Version\":\"2012-10-17\",\"Statement\":[{{\"Effect\":\"Allow\",\"Action\":[\"s3:*\"],\"Resource\":[{}]}}]}}",
-                    resources.join(",")
-                )
+    /// Every tenant's resource patterns (buckets and objects), for the overlap check.
+    fn resources(&self) -> Vec<(&str, Vec<String>)> {
+        let listed = self
+            .names
+            .iter()
+            .map(|n| (n.as_str(), vec![format!("{n}-*")]));
+        let explicit = self.buckets.iter().map(|(t, ps)| {
+            let all = ps
+                .iter()
+                .flat_map(|p| [p.clone(), format!("{p}/*")])
+                .collect();
+            (t.as_str(), all)
+        });
+        listed.chain(explicit).collect()
+    }
+
+    /// The session policy of `tenant`'s credentials, `None` for a tenant not listed.
+    pub fn policy_for(&self, tenant: &str) -> Option<String> {
+        if let Some(patterns) = self.buckets.get(tenant) {
+            return Some(crate::policy::scope::render(patterns, &[]));
+        }
+        if !self.names.iter().any(|n| n == tenant) {
+            return None;
+        }
+        // Listed tenants whose buckets lie inside `tenant-*`: theirs, not this tenant's.
+        let inner = format!("{tenant}-");
+        let deny: Vec<String> = self
+            .names
+            .iter()
+            .filter(|u| u.starts_with(&inner))
+            .map(|u| format!("{u}-*"))
+            .collect();
+        Some(crate::policy::scope::render(
+            &[format!("{tenant}-*")],
+            &deny,
+        ))
+    }
+}
+
+/// Tenant-admin rules must depend on the tenant in every way they can be satisfied: some
+/// element (they are ANDed) names `{tenant}` in each of its branches. Otherwise a tenant admin
+/// of one tenant would be one of every tenant.
+fn tenant_bound(at: &str, rules: &[RuleItem]) -> Result<(), ConfigError> {
+    let names = |r: &Rule| r.contains.contains(TENANT_PLACEHOLDER);
+    if rules.is_empty() {
+        return Ok(());
+    }
+    let bound = rules.iter().any(|item| match item {
+        RuleItem::One(r) => names(r),
+        RuleItem::AnyOf { any_of } => any_of.iter().all(names),
+    });
+    if bound {
+        return Ok(());
+    }
+    // Name the branch that lets a caller through without the tenant.
+    for (i, item) in rules.iter().enumerate() {
+        if let RuleItem::AnyOf { any_of } = item {
+            if let Some(j) = any_of.iter().position(|r| !names(r)) {
+                if any_of.iter().any(names) {
+                    return Err(ConfigError::new(
+                        &format!("{at}[{i}].any_of[{j}].contains"),
+                        "does not name {tenant}: this branch would make a caller an administrator of every tenant",
+                    ));
+                }
             }
-            // Tenant names are [a-z0-9.-]: nothing to escape in JSON or an ARN.
-            None => self.policy_template.replace(TENANT_PLACEHOLDER, tenant),
         }
     }
+    Err(ConfigError::new(
+        at,
+        "no rule names {tenant} in every branch: a caller would be an administrator of every tenant (e.g. add {\"claim\": \"groups\", \"contains\": \"{tenant}-tenant-admin\"})",
+    ))
 }
 
 fn require_non_empty(field: &str, value: &str) -> Result<(), ConfigError> {
@@ -813,7 +918,7 @@ fn require_non_empty(field: &str, value: &str) -> Result<(), ConfigError> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use serde_json::{json, Value};
 
@@ -1099,21 +1204,27 @@ mod tests {
 
     #[test]
     fn tenant_policies() {
-        let c = parse(&sample()).unwrap();
-        let p = c.tenants.policy_for("blue");
+        let mut v = sample();
+        v["tenants"] = json!({"names": ["blue", "blue-x", "blue-x-y", "blue.z", "red"]});
+        let c = parse(&v).unwrap();
+        let p = c.tenants.policy_for("blue").unwrap();
         assert_eq!(
             p,
-            r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":["s3:*"],"Resource":["arn:aws:s3:::blue-*","arn:aws:s3:::blue-*/*"]}]}"#
+            r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":["s3:*"],"Resource":["arn:aws:s3:::blue-*","arn:aws:s3:::blue-*/*"]},{"Effect":"Deny","Action":["s3:*"],"Resource":["arn:aws:s3:::blue-x-*","arn:aws:s3:::blue-x-y-*"]}]}"#
         );
         assert!(!p.contains(' '), "compact: RGW does not decode '+'");
-        // The default fits RGW's limit for the longest tenant name.
-        let longest = c.tenants.policy_for(&"a".repeat(MAX_TENANT_LEN));
-        assert!(longest.len() <= MAX_POLICY_CHARS, "{}", longest.len());
+        assert_eq!(
+            c.tenants.policy_for("red").unwrap(),
+            r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":["s3:*"],"Resource":["arn:aws:s3:::red-*","arn:aws:s3:::red-*/*"]}]}"#
+        );
+        assert!(c.tenants.policy_for("blue-x").unwrap().contains("Deny"));
+        assert!(!c.tenants.policy_for("blue-x-y").unwrap().contains("Deny"));
+        assert_eq!(c.tenants.policy_for("green"), None, "not listed");
         // Explicit buckets.
         let mut v = sample();
-        v["tenants"] = json!({"buckets": {"blue": ["blue-data", "shared-*"]}});
+        v["tenants"] = json!({"names": ["red"], "buckets": {"blue": ["blue-data", "shared-*"]}});
         let c = parse(&v).unwrap();
-        let p: Value = serde_json::from_str(&c.tenants.policy_for("blue")).unwrap();
+        let p: Value = serde_json::from_str(&c.tenants.policy_for("blue").unwrap()).unwrap();
         assert_eq!(
             p["Statement"][0]["Resource"],
             json!([
@@ -1123,31 +1234,115 @@ mod tests {
                 "arn:aws:s3:::shared-*/*"
             ])
         );
-        assert!(
-            c.tenants.policy_for("red").contains("red-*"),
-            "others use the template"
-        );
-        // Refused: too long for some tenant, bad patterns, bad names, no placeholder.
-        let mut v = sample();
-        v["tenants"] =
-            json!({"policy_template": format!("{{\"x\":\"{{tenant}}{}\"}}", "y".repeat(1800))});
-        assert_eq!(err_field(&v), "tenants.policy_template");
-        v["tenants"] = json!({"policy_template": "{\"x\": 1}"});
-        assert_eq!(err_field(&v), "tenants.policy_template");
-        v["tenants"] = json!({"buckets": {"blue": ["Bad_Name"]}});
-        assert_eq!(err_field(&v), "tenants.buckets.blue");
-        v["tenants"] = json!({"buckets": {"Blue": ["b"]}});
-        assert_eq!(err_field(&v), "tenants.buckets.Blue");
+        // Refused, naming the field.
+        type Case = (Value, &'static str);
+        let long = "a".repeat(62);
         let many: Vec<String> = (0..40)
             .map(|i| format!("bucket-pattern-{i:02}-*"))
             .collect();
-        v["tenants"] = json!({"buckets": {"blue": many}});
-        assert_eq!(err_field(&v), "tenants.buckets.blue");
-        // A global session policy would be replaced by a tenant's: refused unless no scoping.
+        let nested: Vec<String> = (0..60)
+            .map(|i| format!("a-{i:02}"))
+            .chain(["a".to_string()])
+            .collect();
+        let cases: Vec<Case> = vec![
+            (json!({"policy_template": "{}"}), "tenants.policy_template"),
+            (json!({"names": ["Blue"]}), "tenants.names[0]"),
+            (json!({"names": ["blue", "blue"]}), "tenants.names[1]"),
+            (json!({"names": [long]}), "tenants.names[0]"),
+            (
+                json!({"names": ["blue"], "buckets": {"blue": ["x"]}}),
+                "tenants.names[0]",
+            ),
+            (
+                json!({"buckets": {"blue": ["Bad_Name"]}}),
+                "tenants.buckets.blue",
+            ),
+            (
+                json!({"buckets": {"blue": ["a*b"]}}),
+                "tenants.buckets.blue",
+            ),
+            (
+                json!({"buckets": {"blue": ["a?b"]}}),
+                "tenants.buckets.blue",
+            ),
+            (json!({"buckets": {"blue": ["*"]}}), "tenants.buckets.blue"),
+            (json!({"buckets": {"blue": []}}), "tenants.buckets.blue"),
+            (json!({"buckets": {"Blue": ["b"]}}), "tenants.buckets.Blue"),
+            (json!({"buckets": {"blue": many}}), "tenants.buckets.blue"),
+            (json!({"names": nested}), "tenants.names[60]"),
+            // Overlaps with another tenant's buckets: explicit vs listed, explicit vs explicit.
+            (
+                json!({"names": ["red"], "buckets": {"blue": ["red-x"]}}),
+                "tenants.buckets.blue",
+            ),
+            (
+                json!({"names": ["red"], "buckets": {"blue": ["re*"]}}),
+                "tenants.buckets.blue",
+            ),
+            (
+                json!({"buckets": {"blue": ["shared-*"], "red": ["shared-red"]}}),
+                "tenants.buckets.blue",
+            ),
+        ];
+        for (tenants, field) in cases {
+            let mut v = sample();
+            v["tenants"] = tenants.clone();
+            assert_eq!(err_field(&v), field, "{tenants}");
+        }
+        // Not overlaps: `redx` is not in `red-*`, nor `red` itself.
+        let mut v = sample();
+        v["tenants"] = json!({"names": ["red"], "buckets": {"blue": ["redx-*", "red"]}});
+        assert!(parse(&v).is_ok());
+        // A global session policy would be replaced by a tenant's: refused while some caller
+        // can be scoped to a listed tenant.
         let mut v = sample();
         v["rgw"]["policy"] = json!("{}");
+        assert!(parse(&v).is_ok(), "nothing listed: nobody is scoped");
+        v["tenants"] = json!({"names": ["blue"]});
         assert_eq!(err_field(&v), "rgw.policy");
-        v["tenants"] = json!({"scope_admins": false, "tenant_admin_rules": []});
+        v["tenants"] = json!({"names": ["blue"], "scope_admins": false, "tenant_admin_rules": []});
         assert!(parse(&v).is_ok());
+    }
+
+    #[test]
+    fn tenant_admin_rules_must_name_the_tenant() {
+        let refused = [
+            (
+                json!([{"claim": "realm_access.roles", "contains": "tenant-admin"}]),
+                "tenants.tenant_admin_rules",
+            ),
+            (
+                json!([{"claim": "realm_access.roles", "contains": "tenant-admin"},
+                       {"any_of": [{"claim": "groups", "contains": "{tenant}-tenant-admin"},
+                                   {"claim": "groups", "contains": "all-tenants"}]}]),
+                "tenants.tenant_admin_rules[1].any_of[1].contains",
+            ),
+            (
+                json!([{"any_of": [{"claim": "groups", "contains": "x"},
+                                   {"claim": "groups", "contains": "{tenant}-ta"}]}]),
+                "tenants.tenant_admin_rules[0].any_of[0].contains",
+            ),
+        ];
+        for (rules, field) in refused {
+            let mut v = sample();
+            v["tenants"] = json!({"tenant_admin_rules": rules});
+            assert_eq!(err_field(&v), field, "{rules}");
+        }
+        for rules in [
+            json!([]),
+            json!([{"claim": "realm_access.roles", "contains": "tenant-admin"},
+                   {"claim": "groups", "contains": "{tenant}-tenant-admin"}]),
+            json!([{"any_of": [{"claim": "groups", "contains": "{tenant}-a"},
+                               {"claim": "groups", "contains": "{tenant}-b"}]},
+                   {"any_of": [{"claim": "x", "contains": "1"}, {"claim": "y", "contains": "2"}]}]),
+        ] {
+            let mut v = sample();
+            v["tenants"] = json!({"tenant_admin_rules": rules});
+            assert!(parse(&v).is_ok(), "{rules}");
+        }
+        assert_eq!(
+            parse(&sample()).unwrap().tenants.tenant_admin_rules,
+            default_tenant_admin_rules()
+        );
     }
 }

@@ -77,7 +77,8 @@ fn token_route_is_unchanged_and_not_counted_as_credentials() {
         body.starts_with("{\"Credentials\": {\"AccessKeyId\""),
         "{body}"
     );
-    // The bare JWT is not a bearer token there, and the query is not a tenant.
+    // The bare JWT is not a bearer token there; the query names a tenant as on the
+    // credentials route, so one that differs from the header is a 400.
     let bare = vec![
         (":method".to_string(), "PUT".to_string()),
         (":path".to_string(), "/apis/sts/token".to_string()),
@@ -91,9 +92,10 @@ fn token_route_is_unchanged_and_not_counted_as_credentials() {
         Some(&t),
         &[("cray-tenant-name", "vcluster-blue")],
     ));
-    assert_eq!(vm.g.phase(c), Some(Phase::CallingSts));
+    assert_eq!(vm.status_of(c), Some(400));
     assert_eq!(vm.host.metric_value(Metric::Ended("minted")), 1);
     assert_eq!(vm.host.metric_value(Metric::Ended("missing")), 1);
+    assert_eq!(vm.host.metric_value(Metric::Ended("bad_request")), 1);
     for r in crate::host::metrics::CREDENTIALS_REASONS {
         assert_eq!(vm.host.metric_value(Metric::CredentialsEnded(r)), 0, "{r}");
     }

@@ -48,8 +48,11 @@ pub enum Step {
 /// when RGW is really called: a reused or coalesced answer skips the signing.
 #[derive(Debug)]
 pub struct StsCall {
-    /// Who the credentials are for (issuer, subject, tenant scope), when reuse is on.
+    /// Who the credentials are for and how they are scoped ([`reuse_key`]), when reuse is on
+    /// and the token names its subject.
     pub reuse_key: Option<TokenDigest>,
+    /// Reuse is on but the token has no `sub`: no reuse, no coalescing (counted).
+    pub unshared: bool,
     /// Who asked, for the mint log line (never a secret).
     pub caller: String,
     pub session: String,
@@ -430,16 +433,18 @@ impl Worker {
             tenant,
             unique ^ self.nonce ^ self.seq.rotate_left(40),
         );
-        let reuse_key = self.config.reuse.map(|_| {
-            digest(&format!(
-                "{}\n{}\n{}",
+        let subject = claims.subject.as_deref().filter(|s| !s.is_empty());
+        let reuse_key = match (self.config.reuse, subject) {
+            (Some(_), Some(sub)) => Some(reuse_key(
                 claims.issuer.as_deref().unwrap_or_default(),
-                claims.subject.as_deref().unwrap_or_default(),
-                tenant.unwrap_or_default()
-            ))
-        });
+                sub,
+                &scope,
+            )),
+            _ => None,
+        };
         StsCall {
             reuse_key,
+            unshared: self.config.reuse.is_some() && subject.is_none(),
             caller: username
                 .or(claims.subject.as_deref())
                 .unwrap_or("unknown")
@@ -455,10 +460,12 @@ impl Worker {
     /// The signed AssumeRole callout for `call` (SigV4 at `now`, seconds; the tenant's session
     /// policy when scoped).
     pub fn sts_callout(&mut self, call: &StsCall, now: u64) -> Callout {
-        let tenant_policy = call
-            .tenant
-            .as_deref()
-            .map(|t| self.config.tenants.policy_for(t));
+        let tenant_policy = call.tenant.as_deref().map(|t| {
+            self.config
+                .tenants
+                .policy_for(t)
+                .unwrap_or_else(|| crate::policy::scope::DENY_ALL.to_string())
+        });
         let rgw = &self.config.rgw;
         let params = AssumeRoleParams {
             authority: &rgw.authority,
@@ -560,6 +567,22 @@ impl Worker {
     pub fn signing_key_derivations(&self) -> u64 {
         self.signing.derivations()
     }
+}
+
+/// The reuse key: the caller (issuer and a present subject) and how the answer is scoped
+/// (full, or which tenant). Length-prefixed, so no two different callers share a key whatever
+/// their strings hold.
+pub fn reuse_key(issuer: &str, subject: &str, scope: &Scope) -> TokenDigest {
+    let scope = match scope {
+        Scope::Full => "full".to_string(),
+        Scope::Tenant(t) => format!("tenant:{t}"),
+    };
+    digest(&format!(
+        "{}:{issuer}{}:{subject}{}:{scope}",
+        issuer.len(),
+        subject.len(),
+        scope.len()
+    ))
 }
 
 /// Shared-data key of a JWKS source: distinct per source, stable across config reloads.
@@ -664,6 +687,55 @@ mod tests {
             .1;
         assert!(auth.starts_with("AWS4-HMAC-SHA256 Credential=AKIDSTS/"));
         assert!(!format!("{call:?} {callout:?}").contains("SECRETSTS"));
+    }
+
+    #[test]
+    fn reuse_key_names_caller_and_scope() {
+        let blue = Scope::Tenant("blue".into());
+        let k = reuse_key("iss", "sub", &Scope::Full);
+        assert_eq!(k, reuse_key("iss", "sub", &Scope::Full));
+        for other in [
+            reuse_key("iss2", "sub", &Scope::Full),
+            reuse_key("iss", "sub2", &Scope::Full),
+            reuse_key("iss", "sub", &blue),
+            // Strings that a separator-joined key would confuse.
+            reuse_key("iss\nsub", "", &Scope::Full),
+            reuse_key("is", "s\nsub", &Scope::Full),
+        ] {
+            assert_ne!(k, other);
+        }
+        assert_ne!(
+            reuse_key("a", "b:c", &Scope::Full),
+            reuse_key("a", "b", &Scope::Tenant("c".into()))
+        );
+        // Through the worker: no `sub` (or an empty one), no key; reuse off, no key.
+        let mut v: serde_json::Value = json!({
+            "issuers": [{"issuer": ISS, "jwks": {"cluster": "keycloak", "authority": "kc", "path": "/jwks"}}],
+            "rgw": {"cluster": "rgw", "authority": "rgw.local:8080", "endpoint_url": "http://rgw.local:8080",
+                    "role_arn": "arn:aws:iam:::user/STS", "access_key_id": "AKIDSTS", "secret_access_key": "SECRETSTS"},
+            "reuse": {"min_remaining_seconds": 600}
+        });
+        let shared = MemoryStore::default();
+        let _ = worker_with_keys(&shared);
+        let call_for = |v: &serde_json::Value, extra: serde_json::Value| {
+            let mut w = Worker::new(Config::parse(v.to_string().as_bytes(), &|_| None).unwrap());
+            let t = sign(
+                json!({"alg": "RS256", "typ": "JWT", "kid": "sig-1"}),
+                claims(extra),
+                0,
+            );
+            match w.mint(&shared, &ask(&t), NOW_MS, 1, Wait::Allowed) {
+                Step::CallSts(c) => (c.reuse_key, c.unshared),
+                other => panic!("{other:?}"),
+            }
+        };
+        let (key, unshared) = call_for(&v, json!({}));
+        assert!(key.is_some() && !unshared);
+        for extra in [json!({"sub": null}), json!({"sub": ""})] {
+            assert_eq!(call_for(&v, extra), (None, true));
+        }
+        v.as_object_mut().unwrap().remove("reuse");
+        assert_eq!(call_for(&v, json!({"sub": null})), (None, false));
     }
 
     #[test]

@@ -25,6 +25,7 @@ use crate::config::Config;
 use crate::error::{Error, Reply};
 use crate::gateway::flow::{Step, StsAnswer, StsCall, Wait, Worker};
 use crate::gateway::parking::{Ask, Limits, Parking};
+use crate::gateway::request::ask_of;
 use crate::gateway::reuse::ReuseStore;
 use crate::gateway::route::{route, Endpoint, Route};
 use crate::host::metrics::Metric;
@@ -32,7 +33,6 @@ use crate::host::vm_memory;
 use crate::host::{Callout, CalloutToken, ContextId, DispatchError, Host};
 use crate::sts::response::{AssumedCredentials, MAX_BODY_BYTES};
 use crate::token::cache::TokenDigest;
-use crate::token::extract::{bearer_token, container_token};
 
 /// At most this many parked requests are verified again in one call into the VM, and about
 /// this many timed-out STS calls answered. Envoy sends each local reply made for another
@@ -303,6 +303,9 @@ impl Gateway {
         started_ms: u64,
         now: u64,
     ) {
+        if call.unshared {
+            host.metric(Metric::ReuseNoSubject);
+        }
         if let (Some(store), Some(key)) = (self.reuse.as_mut(), call.reuse_key) {
             if let Some(creds) = store.get(&key, now) {
                 self.answer_one(
@@ -738,111 +741,4 @@ fn count<H: Host>(host: &mut H, reason: &'static str, endpoint: Option<Endpoint>
     if endpoint == Some(Endpoint::Credentials) {
         host.metric(Metric::CredentialsEnded(reason));
     }
-}
-
-/// Longest `x-request-id` kept for the log line.
-const MAX_REQUEST_ID: usize = 128;
-
-/// Longest tenant name kept: longer than any valid one (refused by authorization), never
-/// stored whole.
-const MAX_TENANT: usize = 256;
-
-/// What a minting request needs, taken from its headers once; the headers are not kept.
-///
-/// `PUT token`: `Authorization: Bearer` (or `X-Forwarded-Access-Token`) and `Cray-Tenant-Name`.
-/// `GET credentials` also takes the bare JWT as the `Authorization` value and the tenant as
-/// `?tenant=T` (AWS SDKs cannot add headers); a tenant in both that differs is a 400.
-fn ask_of(
-    headers: &[(String, String)],
-    max_token_bytes: usize,
-    endpoint: Endpoint,
-) -> Result<Ask, Error> {
-    let token = match endpoint {
-        Endpoint::Token => bearer_token(headers, max_token_bytes)?,
-        Endpoint::Credentials => container_token(headers, max_token_bytes)?,
-    }
-    .to_string();
-    let header = |name: &str| {
-        headers
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.as_str())
-    };
-    let request_id = header("x-request-id")
-        .unwrap_or("-")
-        .chars()
-        .filter(|c| !c.is_control())
-        .take(MAX_REQUEST_ID)
-        .collect();
-    let mut tenant = header("cray-tenant-name").map(str::to_string);
-    if endpoint == Endpoint::Credentials {
-        if let Some(query) = tenant_query(header(":path").unwrap_or_default())? {
-            match &tenant {
-                Some(h) if *h != query => {
-                    return Err(Error::BadRequest(
-                        "the tenant query parameter and the Cray-Tenant-Name header differ",
-                    ))
-                }
-                _ => tenant = Some(query),
-            }
-        }
-    }
-    let tenant = tenant.map(|t| t.chars().take(MAX_TENANT).collect());
-    Ok(Ask {
-        token,
-        tenant,
-        request_id,
-        endpoint,
-    })
-}
-
-/// The `tenant` parameter of the path's query, percent-decoded (`+` is a space, as in forms).
-/// More than one is a 400: which one was meant is unknown.
-fn tenant_query(path: &str) -> Result<Option<String>, Error> {
-    let Some((_, query)) = path.split_once('?') else {
-        return Ok(None);
-    };
-    let query = query.split('#').next().unwrap_or_default();
-    let mut found = None;
-    for pair in query.split('&') {
-        let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
-        if percent_decode(name) != "tenant" {
-            continue;
-        }
-        if found.is_some() {
-            return Err(Error::BadRequest("more than one tenant query parameter"));
-        }
-        found = Some(percent_decode(value));
-    }
-    Ok(found)
-}
-
-/// `%XX` → that byte, `+` → space; a `%` not followed by two hex digits stays as it is. Bytes
-/// that are not UTF-8 become U+FFFD (no valid tenant has them).
-fn percent_decode(s: &str) -> String {
-    let hex = |b: u8| char::from(b).to_digit(16);
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while let Some(&b) = bytes.get(i) {
-        let escaped = match (b, bytes.get(i + 1), bytes.get(i + 2)) {
-            (b'%', Some(&h), Some(&l)) => hex(h).zip(hex(l)).map(|(h, l)| (h * 16 + l) as u8),
-            _ => None,
-        };
-        match (b, escaped) {
-            (_, Some(decoded)) => {
-                out.push(decoded);
-                i += 3;
-            }
-            (b'+', None) => {
-                out.push(b' ');
-                i += 1;
-            }
-            (_, None) => {
-                out.push(b);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }

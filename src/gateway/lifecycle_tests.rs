@@ -400,7 +400,9 @@ fn lost_callouts_expire() {
 
 #[test]
 fn tenant_scope_reaches_rgw_as_session_policy() {
-    let mut vm = Vm::with_keys(config_with(json!({})));
+    let mut vm = Vm::with_keys(config_with(
+        json!({"tenants": {"names": ["blue"], "scope_admins": true}}),
+    ));
     let t = token("admin", &["admin"], "sig-1", 0, json!({}));
     let (c, _) = vm.request(&headers(
         "PUT",
@@ -436,9 +438,49 @@ fn tenant_scope_reaches_rgw_as_session_policy() {
 }
 
 fn reuse_vm() -> Vm {
-    Vm::with_keys(config_with(
-        json!({"reuse": {"min_remaining_seconds": 600}}),
-    ))
+    Vm::with_keys(config_with(json!({
+        "reuse": {"min_remaining_seconds": 600},
+        "tenants": {"names": ["blue"], "scope_admins": true}
+    })))
+}
+
+#[test]
+fn callers_without_sub_never_share_credentials() {
+    let mut vm = reuse_vm();
+    let no_sub = |user: &str| token(user, &["admin"], "sig-1", 0, json!({"sub": null}));
+    let (a, b) = (no_sub("admin-a"), no_sub("admin-b"));
+    // Concurrent: b does not wait for a's call (no coalescing).
+    let (ca, _) = vm.request(&put(&a));
+    let (cb, _) = vm.request(&put(&b));
+    let sts = vm.sts_pending();
+    assert_eq!(sts.len(), 2, "one RGW call each");
+    let other_xml = OK_XML.replace("nEffVHB6D9aV8oNWipJ", "OTHERKEYOTHERKEY123");
+    vm.answer(sts[0], Some(200), OK_XML.as_bytes());
+    vm.answer(sts[1], Some(200), other_xml.as_bytes());
+    let (ra, rb) = (
+        vm.host.replies_to(ca)[0].body.clone(),
+        vm.host.replies_to(cb)[0].body.clone(),
+    );
+    assert_ne!(ra, rb);
+    // Sequential: b after a's answer is stored (if it were) still mints its own.
+    let (cb2, _) = vm.request(&put(&b));
+    assert_eq!(vm.g.phase(cb2), Some(Phase::CallingSts));
+    let (ca2, _) = vm.request(&put(&a));
+    assert_eq!(vm.g.phase(ca2), Some(Phase::CallingSts));
+    assert_eq!(vm.host.metric_value(Metric::Ended("reused")), 0);
+    assert_eq!(vm.host.metric_value(Metric::Ended("coalesced")), 0);
+    assert_eq!(vm.host.metric_value(Metric::ReuseNoSubject), 4);
+    assert_eq!(vm.g.usage().reused_entries, 0);
+    // Positive control: the same admins with a `sub` do reuse.
+    let with_sub = token("admin-a", &["admin"], "sig-1", 0, json!({"sub": "a-1"}));
+    let (c1, _) = vm.request(&put(&with_sub));
+    let pending = vm.sts_pending();
+    vm.answer(*pending.last().unwrap(), Some(200), OK_XML.as_bytes());
+    assert_eq!(vm.status_of(c1), Some(201));
+    let (c2, _) = vm.request(&put(&with_sub));
+    assert_eq!(vm.status_of(c2), Some(201));
+    assert_eq!(vm.host.metric_value(Metric::Ended("reused")), 1);
+    assert_eq!(vm.host.metric_value(Metric::ReuseNoSubject), 4);
 }
 
 #[test]

@@ -9,5 +9,6 @@ pub(crate) mod lifecycle_model;
 #[cfg(test)]
 mod lifecycle_tests;
 pub mod parking;
+pub mod request;
 pub mod reuse;
 pub mod route;

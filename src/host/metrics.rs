@@ -11,6 +11,8 @@
 //! - `sts_gateway_rgw_latency_ms` (histogram): request taken → RGW's answer
 //! - `sts_gateway_parked` (gauge): requests of this VM waiting for keys
 //! - `sts_gateway_vm_memory_bytes` (gauge): the largest linear memory of any live VM
+//! - `sts_gateway_reuse_no_subject`: reuse is on but the token has no `sub`, so the request
+//!   neither reused nor shared another's call (it minted its own)
 //!
 //! `/stats` shows them as `wasmcustom.<name>`; `/stats/prometheus` prints the custom `wasmcustom`
 //! namespace without it (`sts_gateway_*`), and `envoy/envoy.yaml`'s `stats_tags` turn the suffix
@@ -84,6 +86,8 @@ pub enum Metric {
     RgwLatencyMs(u64),
     Parked(u64),
     VmMemoryBytes(u64),
+    /// Reuse on, token without `sub`: minted alone.
+    ReuseNoSubject,
 }
 
 /// Every metric's name and kind, in a fixed order: the adapter defines them once and keeps the
@@ -109,6 +113,7 @@ pub fn all() -> Vec<(String, Kind)> {
             Kind::Counter,
         )
     }));
+    v.push(("sts_gateway_reuse_no_subject".into(), Kind::Counter));
     v
 }
 
@@ -138,6 +143,7 @@ impl Metric {
                 base_credentials + CREDENTIALS_REASONS.iter().position(|r| *r == reason)?,
                 1,
             ),
+            Metric::ReuseNoSubject => (base_credentials + CREDENTIALS_REASONS.len(), 1),
         })
     }
 }
@@ -201,6 +207,7 @@ mod tests {
             );
         }
         assert_eq!(Metric::CredentialsEnded("healthz").index_and_value(), None);
+        assert_eq!(name(Metric::ReuseNoSubject), "sts_gateway_reuse_no_subject");
         assert_eq!(Metric::CredentialsEnded("nope").index_and_value(), None);
         // Every name once, every index in range.
         let mut sorted: Vec<_> = names.iter().map(|(n, _)| n.clone()).collect();

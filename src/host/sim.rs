@@ -96,6 +96,7 @@ impl SimHost {
                                 | Metric::CredentialsEnded(_)
                                 | Metric::JwksFetch { .. }
                                 | Metric::RgwAnswer { .. }
+                                | Metric::ReuseNoSubject
                         ),
                     ))
                     .copied()
@@ -193,6 +194,7 @@ impl Host for SimHost {
                 | Metric::CredentialsEnded(_)
                 | Metric::JwksFetch { .. }
                 | Metric::RgwAnswer { .. }
+                | Metric::ReuseNoSubject
         );
         let slot = self.metrics.entry((index, counter)).or_insert(0);
         if counter {

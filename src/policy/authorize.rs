@@ -2,11 +2,11 @@
 //! the gateway's `resource_access.shasta.roles` contains `admin`), the tenant-admin rules, and the
 //! `Cray-Tenant-Name` header.
 //!
-//! | caller | no header | header T |
-//! | --- | --- | --- |
-//! | admin (`rules`) | full access | scoped to T (`tenants.scope_admins`, default) or full |
-//! | tenant admin of T | 403 | scoped to T |
-//! | anyone else | 403 | 403 |
+//! | caller | no header | header T (listed) | header T (not listed) |
+//! | --- | --- | --- | --- |
+//! | admin (`rules`) | full access | full (default), scoped to T with `tenants.scope_admins` | full (default), 403 with `scope_admins` |
+//! | tenant admin of T | 403 | scoped to T | 403 |
+//! | anyone else | 403 | 403 | 403 |
 use serde_json::Value;
 
 use crate::config::{Rule, RuleItem, TenantsConfig, MAX_TENANT_LEN, TENANT_PLACEHOLDER};
@@ -33,9 +33,7 @@ pub fn authorize(
         if admin {
             return Ok(Scope::Full);
         }
-        if !tenants.tenant_admin_rules.is_empty()
-            && holds_item(claims, tenants.tenant_admin_rules.first(), None)
-        {
+        if looks_like_tenant_admin(claims, &tenants.tenant_admin_rules) {
             return Err(Error::Forbidden(
                 "tenant administrators must name their tenant in Cray-Tenant-Name",
             ));
@@ -49,21 +47,42 @@ pub fn authorize(
             "Cray-Tenant-Name is not a valid tenant name",
         ));
     }
-    if admin {
-        return Ok(if tenants.scope_admins {
-            Scope::Tenant(tenant.to_string())
-        } else {
-            Scope::Full
-        });
+    if admin && !tenants.scope_admins {
+        // The token service this replaces ignored the header: so do we, by default.
+        return Ok(Scope::Full);
     }
-    if !tenants.tenant_admin_rules.is_empty()
-        && all_hold(claims, &tenants.tenant_admin_rules, Some(tenant))
-    {
-        return Ok(Scope::Tenant(tenant.to_string()));
+    let tenant_admin = !tenants.tenant_admin_rules.is_empty()
+        && all_hold(claims, &tenants.tenant_admin_rules, Some(tenant));
+    if !admin && !tenant_admin {
+        return Err(Error::Forbidden(
+            "the token is not an administrator of the tenant named in Cray-Tenant-Name",
+        ));
     }
-    Err(Error::Forbidden(
-        "the token is not an administrator of the tenant named in Cray-Tenant-Name",
-    ))
+    // Only listed tenants have a bucket space that keeps them apart from the others.
+    if !tenants.is_known(tenant) {
+        return Err(Error::Forbidden(
+            "Cray-Tenant-Name names a tenant this gateway does not list",
+        ));
+    }
+    Ok(Scope::Tenant(tenant.to_string()))
+}
+
+/// The caller holds every tenant-independent tenant-admin rule (there is at least one): it
+/// probably forgot the header. Only chooses the message of a 403.
+fn looks_like_tenant_admin(claims: &Claims, rules: &[RuleItem]) -> bool {
+    let independent: Vec<&RuleItem> = rules
+        .iter()
+        .filter(|item| match item {
+            RuleItem::One(r) => !r.contains.contains(TENANT_PLACEHOLDER),
+            RuleItem::AnyOf { any_of } => !any_of
+                .iter()
+                .any(|r| r.contains.contains(TENANT_PLACEHOLDER)),
+        })
+        .collect();
+    !independent.is_empty()
+        && independent
+            .iter()
+            .all(|item| holds_item(claims, Some(item), None))
 }
 
 fn all_hold(claims: &Claims, rules: &[RuleItem], tenant: Option<&str>) -> bool {
@@ -149,6 +168,15 @@ mod tests {
         TenantsConfig::default()
     }
 
+    /// `blue` and `red` listed, admins scoped.
+    fn listed() -> TenantsConfig {
+        TenantsConfig {
+            scope_admins: true,
+            names: vec!["blue".into(), "red".into(), "blue-x".into()],
+            ..tenants()
+        }
+    }
+
     fn admin() -> Claims {
         claims(json!({"resource_access": {"shasta": {"roles": ["user", "admin"]}}}))
     }
@@ -208,32 +236,55 @@ mod tests {
 
     #[test]
     fn who_may_mint_for_a_tenant() {
-        let t = tenants();
+        let t = listed();
         let scoped = |name: &str| Ok(Scope::Tenant(name.into()));
-        // Admins: scoped by default, full access when the operator keeps the old behaviour.
+        // Admins: full access by default whatever the header (as the old token service),
+        // listed or not; scoped when the operator says so, and then only to listed tenants.
+        for name in ["blue", "green"] {
+            assert_eq!(
+                authorize(&admin(), &admin_rule(), &tenants(), Some(name)),
+                Ok(Scope::Full)
+            );
+        }
         assert_eq!(
             authorize(&admin(), &admin_rule(), &t, Some("blue")),
             scoped("blue")
         );
-        let old = TenantsConfig {
-            scope_admins: false,
-            ..tenants()
-        };
         assert_eq!(
-            authorize(&admin(), &admin_rule(), &old, Some("blue")),
-            Ok(Scope::Full)
+            authorize(&admin(), &admin_rule(), &t, Some("green")),
+            Err(Error::Forbidden(
+                "Cray-Tenant-Name names a tenant this gateway does not list"
+            ))
         );
-        // Tenant admins: only their own tenant, and only with the header.
-        let ta = tenant_admin(&["blue-tenant-admin", "other"]);
-        assert_eq!(
-            authorize(&ta, &admin_rule(), &t, Some("blue")),
-            scoped("blue")
-        );
+        // Tenant admins: only their own listed tenant, and only with the header.
+        let ta = tenant_admin(&["blue-tenant-admin", "green-tenant-admin", "other"]);
+        for cfg in [
+            &t,
+            &TenantsConfig {
+                scope_admins: false,
+                ..listed()
+            },
+        ] {
+            assert_eq!(
+                authorize(&ta, &admin_rule(), cfg, Some("blue")),
+                scoped("blue")
+            );
+        }
         assert_eq!(
             authorize(&ta, &admin_rule(), &t, Some("red")),
             Err(Error::Forbidden(
                 "the token is not an administrator of the tenant named in Cray-Tenant-Name"
             ))
+        );
+        assert_eq!(
+            authorize(&ta, &admin_rule(), &t, Some("green")),
+            Err(Error::Forbidden(
+                "Cray-Tenant-Name names a tenant this gateway does not list"
+            ))
+        );
+        assert!(
+            authorize(&ta, &admin_rule(), &tenants(), Some("blue")).is_err(),
+            "nothing listed by default"
         );
         assert_eq!(
             authorize(&ta, &admin_rule(), &t, None),
@@ -249,10 +300,14 @@ mod tests {
         // A group of a tenant whose name extends another's does not count.
         let longer = tenant_admin(&["blue-x-tenant-admin"]);
         assert!(authorize(&longer, &admin_rule(), &t, Some("blue")).is_err());
+        assert_eq!(
+            authorize(&longer, &admin_rule(), &t, Some("blue-x")),
+            scoped("blue-x")
+        );
         // No tenant admins when the operator says so.
         let none = TenantsConfig {
             tenant_admin_rules: vec![],
-            ..tenants()
+            ..listed()
         };
         assert!(authorize(&ta, &admin_rule(), &none, Some("blue")).is_err());
         // Anyone else.

@@ -1,2 +1,3 @@
 //! Who may mint, and for which tenant.
 pub mod authorize;
+pub mod scope;

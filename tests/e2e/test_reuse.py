@@ -1,6 +1,7 @@
 """Opt-in reuse and coalescing in the real Envoy against the real RGW: the same caller gets the
 credentials already minted for them (RGW's own answer proves they work), concurrent requests of
-one caller share one RGW call per worker, and with the option off every request mints."""
+one caller share one RGW call per worker, callers without `sub` never share, and with the option
+off every request mints."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import requests
 
 from helpers import TOKEN_PATH
 
-REUSE = {"reuse": {"min_remaining_seconds": 600}}
+REUSE = {"reuse": {"min_remaining_seconds": 600}, "tenants": {"names": ["blue"], "scope_admins": True}}
 
 
 def mint(stack, token, tenant=None):
@@ -87,3 +88,42 @@ def test_concurrent_requests_of_one_caller_share_rgw_calls(stack):
         assert 1 <= calls <= 2 and len(set(ids)) == calls, (calls, set(ids))
         assert coalesced + reused == 16 - calls, (coalesced, reused)
         assert coalesced >= 1, (coalesced, reused)
+
+
+def test_callers_without_sub_never_share(stack):
+    """Two admins whose tokens carry no `sub` (Keycloak 25+ without the `basic` scope): each
+    request mints its own credentials, sequentially on one connection (one worker's store) and
+    concurrently, and the metric counts them."""
+
+    def no_sub(user):
+        return stack.control_token(
+            username=user, claims={"sub": None, "resource_access": {"shasta": {"roles": ["admin"]}}}
+        )
+
+    with stack.envoy_variant(plugin_overrides=REUSE):
+        a, b = no_sub("admin-a"), no_sub("admin-b")
+        s = requests.Session()
+        url = stack.cfg.gateway_http_url + TOKEN_PATH
+        before = counters(stack)
+        start = len(stack.envoy_log())
+        seq = [key_id(s.put(url, headers={"Authorization": f"Bearer {t}"}, timeout=10)) for t in (a, b, a, b)]
+        with ThreadPoolExecutor(max_workers=16) as pool:
+            conc = list(pool.map(lambda i: key_id(mint(stack, a if i % 2 else b)), range(16)))
+        after = counters(stack)
+        ids = seq + conc
+        assert len(set(ids)) == len(ids), "no two requests got the same credentials"
+        assert delta(before, after, "sts_gateway_rgw_answers_2xx") == len(ids)
+        assert delta(before, after, "sts_gateway_requests_reused") == 0
+        assert delta(before, after, "sts_gateway_requests_coalesced") == 0
+        assert delta(before, after, "sts_gateway_reuse_no_subject") == len(ids)
+        # Each answer was minted for its own caller (RGW's session names say who).
+        lines = [ln for ln in stack.envoy_log()[start:].splitlines() if "sts-gateway: mint" in ln]
+        assert len(lines) == len(ids), lines
+        for ln in lines:
+            caller = "admin-a" if 'caller="admin-a"' in ln else "admin-b"
+            assert f"session={caller}-" in ln and "outcome=minted" in ln, ln
+        # Positive control: with a `sub`, the same caller does reuse.
+        t = stack.control_token(username="admin")
+        assert key_id(s.put(url, headers={"Authorization": f"Bearer {t}"}, timeout=10)) == key_id(
+            s.put(url, headers={"Authorization": f"Bearer {t}"}, timeout=10)
+        )
