@@ -186,7 +186,7 @@ soak: ## the model-based property tests with SOAK_CASES sequences each (default 
 MODULE_CASES ?= 512
 module-test: build ## the compiled module in a proxy-wasm host: table, mint, MODULE_CASES (512) random sequences
 	STS_GATEWAY_WASM=$(CURDIR)/$(WASM) MODULE_CASES=$(MODULE_CASES) \
-	  cargo test --manifest-path tests/module-host/Cargo.toml
+	  cargo test --no-fail-fast --manifest-path tests/module-host/Cargo.toml
 
 # The session fixture starts and stops the test stack; the trap also stops it if pytest dies.
 e2e: deps build-crash build ## end-to-end tests on the test stack (PYTEST_ARGS=... passes options to pytest)

@@ -125,7 +125,12 @@ pub fn setup(shared: Rc<RefCell<SharedData>>) -> Setup {
 
 /// A VM started with [`setup`] and its own shared data.
 pub fn start_vm() -> Vm {
-    match Vm::start(&setup(Rc::new(RefCell::new(SharedData::default())))) {
+    start_vm_with(Rc::new(RefCell::new(SharedData::default())))
+}
+
+/// A VM started with [`setup`] on `shared` (another worker's shared data).
+pub fn start_vm_with(shared: Rc<RefCell<SharedData>>) -> Vm {
+    match Vm::start(&setup(shared)) {
         Ok(vm) => vm,
         Err(e) => panic!("the module did not start: {e}"),
     }

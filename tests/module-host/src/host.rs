@@ -1329,3 +1329,42 @@ fn mutate_map(c: &mut C<'_>, t: i32, f: impl FnOnce(&mut Pairs)) -> Result<i32> 
         None => Ok(status::BAD_ARGUMENT),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pairs_format_is_cpp_hosts() {
+        // u32 count, (u32 key len, u32 value len) per pair, then key NUL value NUL each.
+        let pairs: Pairs = vec![
+            (b":path".to_vec(), b"/x".to_vec()),
+            (b"a".to_vec(), b"\xff".to_vec()),
+        ];
+        let bytes = marshal_pairs(&pairs);
+        let mut want = Vec::new();
+        for w in [2u32, 5, 2, 1, 1] {
+            want.extend_from_slice(&w.to_le_bytes());
+        }
+        want.extend_from_slice(b":path\0/x\0a\0\xff\0");
+        assert_eq!(bytes, want);
+        assert_eq!(unmarshal_pairs(&bytes), pairs);
+        // Malformed (a missing NUL, trailing bytes, a short buffer): an empty list.
+        let mut bad = bytes.clone();
+        bad[bytes.len() - 1] = b'x';
+        assert!(unmarshal_pairs(&bad).is_empty());
+        assert!(unmarshal_pairs(&[bytes.as_slice(), b"x"].concat()).is_empty());
+        assert!(unmarshal_pairs(&bytes[..3]).is_empty());
+    }
+
+    #[test]
+    fn shared_data_cas_rules() {
+        let mut d = SharedData::default();
+        assert_eq!(d.set(b"k", b"v1", 0), status::OK);
+        let (_, cas) = d.get(b"k").unwrap();
+        assert_eq!(d.set(b"k", b"v2", cas + 1), status::CAS_MISMATCH);
+        assert_eq!(d.set(b"k", b"v2", cas), status::OK);
+        assert_eq!(d.get(b"k").unwrap().0, b"v2");
+        assert_eq!(d.set(b"k", b"v3", 0), status::OK, "cas 0 always writes");
+    }
+}

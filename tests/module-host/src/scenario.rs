@@ -1,4 +1,5 @@
-//! A sequence of things that happen to one VM (requests with arbitrary headers, ticks, callout
+//! A sequence of things that happen to two VMs (two Envoy workers sharing a clock and shared
+//! data; requests with arbitrary headers, ticks, callout
 //! answers of any shape, clients that leave), then quiescence (every callout answered well,
 //! time passes) and the checks of the property:
 //! - the module never traps or hangs (runs out of fuel in one call);
@@ -8,8 +9,11 @@
 //! - Envoy did not have to drop anything (a local reply on the root context), and every
 //!   stream's context was deleted, every callout answered.
 //! Also one oracle that needs no model: `GET healthz` answers 200 whatever its headers.
+use std::cell::RefCell;
+use std::rc::Rc;
+
 use crate::fixtures::{self, admin_token};
-use crate::host::Pairs;
+use crate::host::{Pairs, SharedData};
 use crate::vm::{Answer, Reply, Vm};
 
 #[derive(Debug, Clone)]
@@ -76,6 +80,8 @@ pub enum Op {
     },
     /// The next callout fails inline (InternalFailure).
     RefuseNextDispatch,
+    /// The following events go to the other VM (worker).
+    Switch,
 }
 
 /// Counts over a run, for the report of a test.
@@ -87,6 +93,8 @@ pub struct Outcome {
     pub left: usize,
     pub statuses: std::collections::BTreeMap<u32, usize>,
     pub callouts_answered: usize,
+    /// What the module logged, digits removed (the kinds of events it saw), hashed.
+    pub log_kinds: std::collections::BTreeSet<u64>,
 }
 
 fn request_parts(r: &Request) -> (String, String, Pairs) {
@@ -151,13 +159,20 @@ fn answer_of(vm: &Vm, token: u32, spec: &AnswerSpec) -> Answer {
     }
 }
 
-/// Runs `ops` on a fresh VM, then quiescence, then the checks. `Err` describes the first
-/// violation (a trap, a stream without exactly one reply, ...).
+/// Runs `ops` on two fresh VMs (two Envoy workers: one clock, one shared data), then
+/// quiescence, then the checks. `Err` describes the first violation (a trap, a stream without
+/// exactly one reply, ...).
 pub fn run(ops: &[Op]) -> Result<Outcome, String> {
-    let mut vm = fixtures::start_vm();
+    let shared = Rc::new(RefCell::new(SharedData::default()));
+    let mut vms = [
+        fixtures::start_vm_with(shared.clone()),
+        fixtures::start_vm_with(shared),
+    ];
+    let mut active = 0;
     let mut out = Outcome::default();
     let mut healthz = Vec::new();
     for op in ops {
+        let vm = &mut vms[active];
         let r = match op {
             Op::Request(req) => {
                 let (method, path, headers) = request_parts(req);
@@ -165,13 +180,15 @@ pub fn run(ops: &[Op]) -> Result<Outcome, String> {
                 vm.request(&method, &path, &headers, req.end_of_stream)
                     .map(|ctx| {
                         if matches!(req.target, Target::Healthz) {
-                            healthz.push(ctx);
+                            healthz.push((active, ctx));
                         }
                     })
             }
             Op::Tick { advance_ms } => {
-                vm.advance(u64::from(*advance_ms));
-                vm.tick()
+                for vm in vms.iter_mut() {
+                    vm.advance(u64::from(*advance_ms));
+                }
+                vms[active].tick()
             }
             Op::Answer { pick, answer } => {
                 let pending = vm.pending();
@@ -179,7 +196,7 @@ pub fn run(ops: &[Op]) -> Result<Outcome, String> {
                     Ok(())
                 } else {
                     let token = pending[pick % pending.len()];
-                    let a = answer_of(&vm, token, answer);
+                    let a = answer_of(vm, token, answer);
                     out.callouts_answered += 1;
                     vm.answer(token, a)
                 }
@@ -197,19 +214,25 @@ pub fn run(ops: &[Op]) -> Result<Outcome, String> {
                 vm.host_mut().refuse_next_dispatch = true;
                 Ok(())
             }
+            Op::Switch => {
+                active = 1 - active;
+                Ok(())
+            }
         };
-        r.map_err(|t| t.to_string())?;
+        r.map_err(|t| format!("worker {active}: {t}"))?;
     }
-    vm.host_mut().refuse_next_dispatch = false;
-    quiesce(&mut vm, &mut out)?;
-    check(&vm, &mut out)?;
-    for ctx in healthz {
+    quiesce(&mut vms, &mut out)?;
+    for (i, vm) in vms.iter().enumerate() {
+        check(vm, &mut out).map_err(|e| format!("worker {i}: {e}"))?;
+    }
+    for (i, ctx) in healthz {
+        let vm = &vms[i];
         match vm.local_reply(ctx) {
             Some(r) if r.status == 200 => {}
             None if vm.streams[&ctx].client_left => {}
             other => {
                 return Err(format!(
-                    "GET healthz (stream {ctx}) answered {other:?}, not 200"
+                    "worker {i}: GET healthz (stream {ctx}) answered {other:?}, not 200"
                 ))
             }
         }
@@ -217,23 +240,39 @@ pub fn run(ops: &[Op]) -> Result<Outcome, String> {
     Ok(out)
 }
 
-/// Every callout gets its good answer and time passes (ticks) until nothing is left to do.
-pub fn quiesce(vm: &mut Vm, out: &mut Outcome) -> Result<(), String> {
+/// Every callout gets its good answer and time passes (ticks on every VM) until nothing is
+/// left to do.
+pub fn quiesce(vms: &mut [Vm], out: &mut Outcome) -> Result<(), String> {
+    for vm in vms.iter_mut() {
+        vm.host_mut().refuse_next_dispatch = false;
+    }
     // 600 rounds of at least 100 ms: a minute of host time, past every wait of the filter.
     for _ in 0..600 {
-        let pending = vm.pending();
-        let waiting = vm.streams.values().any(|s| !s.deleted);
-        if pending.is_empty() && !waiting {
+        let busy = vms
+            .iter()
+            .any(|vm| !vm.pending().is_empty() || vm.streams.values().any(|s| !s.deleted));
+        if !busy {
             return Ok(());
         }
-        for token in pending {
-            let a = answer_of(vm, token, &AnswerSpec::Good);
-            out.callouts_answered += 1;
-            vm.answer(token, a).map_err(|t| t.to_string())?;
+        for vm in vms.iter_mut() {
+            for token in vm.pending() {
+                let a = answer_of(vm, token, &AnswerSpec::Good);
+                out.callouts_answered += 1;
+                vm.answer(token, a).map_err(|t| t.to_string())?;
+            }
         }
-        let step = vm.host().tick_period_ms.max(100);
-        vm.advance(step);
-        vm.tick().map_err(|t| t.to_string())?;
+        let step = vms
+            .iter()
+            .map(|vm| vm.host().tick_period_ms)
+            .max()
+            .unwrap_or(0)
+            .max(100);
+        for vm in vms.iter_mut() {
+            vm.advance(step);
+        }
+        for vm in vms.iter_mut() {
+            vm.tick().map_err(|t| t.to_string())?;
+        }
     }
     Ok(())
 }
@@ -287,6 +326,14 @@ pub fn check(vm: &Vm, out: &mut Outcome) -> Result<(), String> {
     }
     if !vm.pending().is_empty() {
         return Err(format!("callouts never answered: {:?}", vm.pending()));
+    }
+    for (level, line) in &vm.host().log {
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        std::hash::Hash::hash(level, &mut h);
+        for c in line.chars().filter(|c| !c.is_ascii_digit()) {
+            std::hash::Hash::hash(&c, &mut h);
+        }
+        out.log_kinds.insert(std::hash::Hasher::finish(&h));
     }
     Ok(())
 }
@@ -451,7 +498,38 @@ impl Reader<'_> {
 /// The fuzz target's body: decode, run, and panic on a violation.
 pub fn fuzz_one(data: &[u8]) {
     let ops = from_bytes(data);
-    if let Err(e) = run(&ops) {
-        panic!("{e}\nops: {ops:#?}");
+    match run(&ops) {
+        Ok(out) => feedback(&out),
+        Err(e) => panic!("{e}\nops: {ops:#?}"),
+    }
+}
+
+/// libFuzzer sees coverage of the host, not of the code Cranelift generated for the module: this
+/// turns what the module did (reply statuses, kinds of log lines) into calls of distinct
+/// functions, so an input that makes the module do something new counts as new coverage.
+fn feedback(out: &Outcome) {
+    macro_rules! probes {
+        ($($n:literal)*) => {{
+            [$({
+                #[inline(never)]
+                fn p() { std::hint::black_box($n); }
+                p as fn()
+            }),*]
+        }};
+    }
+    static PROBES: std::sync::OnceLock<Vec<fn()>> = std::sync::OnceLock::new();
+    let probes = PROBES.get_or_init(|| {
+        probes!(0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22 23 24 25 26 27 28 29 30 31
+                32 33 34 35 36 37 38 39 40 41 42 43 44 45 46 47 48 49 50 51 52 53 54 55 56 57 58 59
+                60 61 62 63)
+        .to_vec()
+    });
+    let n = probes.len() as u64;
+    for (status, count) in &out.statuses {
+        let bucket = u64::from(*status) * 4 + (*count).min(3) as u64;
+        probes[(bucket % n) as usize]();
+    }
+    for k in &out.log_kinds {
+        probes[(k % n) as usize]();
     }
 }

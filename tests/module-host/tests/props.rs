@@ -128,6 +128,7 @@ fn op() -> impl Strategy<Value = Op> {
         4 => (any::<usize>(), answer()).prop_map(|(pick, answer)| Op::Answer { pick, answer }),
         2 => any::<usize>().prop_map(|pick| Op::Leave { pick }),
         1 => Just(Op::RefuseNextDispatch),
+        1 => Just(Op::Switch),
     ]
 }
 
