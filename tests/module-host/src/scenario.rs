@@ -8,6 +8,7 @@
 //! - no stream got a reply after its first one or after its client left;
 //! - Envoy did not have to drop anything (a local reply on the root context), and every
 //!   stream's context was deleted, every callout answered.
+//!
 //! Also one oracle that needs no model: `GET healthz` answers 200 whatever its headers.
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -452,7 +453,7 @@ impl Reader<'_> {
             5 => Target::Credentials,
             6 => {
                 let method = METHODS[self.byte() as usize % METHODS.len()].to_string();
-                let rest = if self.byte() % 2 == 0 {
+                let rest = if self.byte().is_multiple_of(2) {
                     RESTS[self.byte() as usize % RESTS.len()].to_string()
                 } else {
                     self.ascii(16)
@@ -461,7 +462,7 @@ impl Reader<'_> {
             }
             _ => {
                 let method = METHODS[self.byte() as usize % METHODS.len()].to_string();
-                let path = if self.byte() % 2 == 0 {
+                let path = if self.byte().is_multiple_of(2) {
                     OUTSIDE[self.byte() as usize % OUTSIDE.len()].to_string()
                 } else {
                     format!("/{}", self.ascii(16))
@@ -473,7 +474,7 @@ impl Reader<'_> {
         Request {
             target,
             headers,
-            end_of_stream: self.byte() % 4 != 0,
+            end_of_stream: !self.byte().is_multiple_of(4),
         }
     }
     fn answer(&mut self) -> AnswerSpec {
