@@ -312,7 +312,7 @@ impl World {
                 "token_cache_entries": CACHE_ENTRIES,
                 "token_cache_bytes": CACHE_BYTES,
                 "parking": {"max_requests": park_max, "max_bytes": park_bytes},
-                "tenants": {"scope_admins": true},
+                "tenants": {"scope_admins": true, "names": ["red", "blue"]},
             });
             if reuse {
                 c["reuse"] = json!({"min_remaining_seconds": 3000, "max_entries": 2});
