@@ -175,7 +175,7 @@ run: deps build ## build, start the stack in the foreground, print how to use it
 
 # ---------------------------------------------------------------- tests
 
-test: deps lint unit istio-manifests fuzz-smoke build e2e istio-e2e load-short ## everything: lint, unit, Istio manifests, fuzz smoke, e2e, istiod e2e, load-short
+test: deps lint unit soak istio-manifests fuzz-smoke build module-test e2e istio-e2e load-short ## everything: lint, unit, soak (model tests, SOAK_CASES), Istio manifests, fuzz smoke, the compiled module, e2e, istiod e2e, load-short
 
 # Python: ruff over tests/ and envoy/ (ruff.toml). Rust: rustfmt, clippy native (all targets, and
 # the fuzz crate's library and corpus replay) and for the module (clippy denies
