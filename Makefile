@@ -185,6 +185,7 @@ lint: deps-rust $(VENV_STAMP) ## ruff, cargo fmt, clippy (native, fuzz crate, wa
 	$(VENV)/bin/ruff check tests envoy
 	$(VENV)/bin/ruff format --check tests envoy
 	$(VENV_PY) tests/lint/check_links.py --self-test
+	python3 tests/lint/module_cycles.py
 	.ci/check-env
 	cargo fmt --check
 	cargo fmt --check --manifest-path tests/fuzz/Cargo.toml

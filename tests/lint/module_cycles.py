@@ -4,6 +4,10 @@ Reads every `crate::a::b::...` path in src/**/*.rs outside comments, resolves it
 file that defines it (the longest path that is a module), and fails if module A uses module B
 while B uses A. Test-only modules count too: a cycle is a cycle. A parent module's `mod` lines
 are not uses.
+
+`KNOWN` lists the pairs that still import each other (issue 21: moving `Claims` and the rule and
+tenant types to where both sides can use them downward). The check fails on any other pair, and
+on a known pair that no longer imports itself (so the list only shrinks).
 """
 
 from __future__ import annotations
@@ -13,6 +17,13 @@ import sys
 from pathlib import Path
 
 SRC = Path(__file__).resolve().parents[2] / "src"
+KNOWN = {
+    ("config", "policy::authorize"),
+    ("config", "policy::scope"),
+    ("crypto::ec_sig", "token::jwks"),
+    ("crypto::rsa_sig", "token::jwks"),
+    ("crypto::rsa_sig", "token::verify"),
+}
 PATH = re.compile(r"\bcrate((?:::[a-z_][a-z0-9_]*)+)")
 GROUP = re.compile(r"\bcrate::((?:[a-z_][a-z0-9_]*::)*)\{([^}]*)\}")
 
@@ -55,11 +66,15 @@ def main() -> int:
     modules = {module_of(f) for f in files}
     graph = {module_of(f): uses(f, modules) - {module_of(f)} for f in files}
     cycles = sorted({tuple(sorted((a, b))) for a, deps in graph.items() for b in deps if a in graph.get(b, set())})
-    for a, b in cycles:
+    new = [c for c in cycles if c not in KNOWN]
+    gone = sorted(KNOWN - set(cycles))
+    for a, b in new:
         print(f"module_cycles: {a} and {b} import each other", file=sys.stderr)
-    if cycles:
+    for a, b in gone:
+        print(f"module_cycles: {a} and {b} no longer import each other: remove them from KNOWN", file=sys.stderr)
+    if new or gone:
         return 1
-    print(f"module_cycles: {len(modules)} modules, no two import each other")
+    print(f"module_cycles: {len(modules)} modules, no new pair importing each other ({len(KNOWN)} known)")
     return 0
 
 
