@@ -878,29 +878,40 @@ mod tests {
             w.mint(&shared, &h2, t + 2, 1, Wait::Allowed),
             Step::AwaitKeys
         ));
-        // A refetch returning the same keys does not give the forged kid another wait.
-        assert!(!w.claim_refetches(&shared, t + 5_000).is_empty());
+        // The forged kid gets no other wait while it is remembered (min_refetch_seconds, 5 s:
+        // stale keys after a real rotation must not refuse the new kid for longer)...
+        assert_eq!(
+            status(&w.mint(&shared, &h, t + 4_002, 1, Wait::Allowed)),
+            401
+        );
+        // ...and past that window it may wait once more (parking and the refetch budget still
+        // bound what a flood of forged kids can cost); a refetch with the same keys refuses it.
+        assert!(matches!(
+            w.mint(&shared, &h, t + 5_002, 1, Wait::Allowed),
+            Step::AwaitKeys
+        ));
+        assert!(!w.claim_refetches(&shared, t + 5_003).is_empty());
         let same = jwks_doc(&[(0, "sig-1")]);
-        w.jwks_fetched(&shared, 0, Some(200), Some(&same), t + 5_001)
+        w.jwks_fetched(&shared, 0, Some(200), Some(&same), t + 5_004)
             .unwrap();
         assert_eq!(
-            status(&w.mint(&shared, &h, t + 5_002, 1, Wait::Allowed)),
+            status(&w.mint(&shared, &h, t + 5_005, 1, Wait::Over { keys_changed: true })),
             401
         );
         // Once the published keys change, it gets one more chance (it might be the new key).
-        assert!(!w.claim_refetches(&shared, t + 10_002).is_empty());
+        assert!(!w.claim_refetches(&shared, t + 11_002).is_empty());
         let rotated = jwks_doc(&[(0, "sig-1"), (1, "rotated-in")]);
-        w.jwks_fetched(&shared, 0, Some(200), Some(&rotated), t + 10_003)
+        w.jwks_fetched(&shared, 0, Some(200), Some(&rotated), t + 11_003)
             .unwrap();
         let resumed = w.mint(
             &shared,
             &h2,
-            t + 10_004,
+            t + 11_004,
             1,
             Wait::Over { keys_changed: true },
         );
         assert_eq!(status(&resumed), 0, "rotated-in key works");
-        let again = w.mint(&shared, &h, t + 10_005, 1, Wait::Allowed);
+        let again = w.mint(&shared, &h, t + 11_005, 1, Wait::Allowed);
         assert!(!matches!(again, Step::Reply(_)), "{again:?}");
     }
 
