@@ -155,7 +155,9 @@ struct Exports {
     on_request_headers: TypedFunc<(i32, i32, i32), i32>,
     on_http_call_response: TypedFunc<(i32, i32, i32, i32, i32), ()>,
     on_done: TypedFunc<i32, i32>,
-    on_log: TypedFunc<i32, ()>,
+    /// Optional, as in proxy-wasm-cpp-host (`ContextBase::onLog` returns when the module
+    /// does not export it); the filter exports none.
+    on_log: Option<TypedFunc<i32, ()>>,
     on_delete: TypedFunc<i32, ()>,
 }
 
@@ -255,7 +257,10 @@ impl Vm {
             on_request_headers: typed!("proxy_on_request_headers"),
             on_http_call_response: typed!("proxy_on_http_call_response"),
             on_done: typed!("proxy_on_done"),
-            on_log: typed!("proxy_on_log"),
+            on_log: match instance.get_func(&mut store, "proxy_on_log") {
+                Some(f) => Some(f.typed(&store).map_err(|e| e.to_string())?),
+                None => None,
+            },
             on_delete: typed!("proxy_on_delete"),
         };
         let malloc: TypedFunc<i32, i32> = typed!("proxy_on_memory_allocate");
@@ -416,7 +421,9 @@ impl Vm {
             self.ex.on_done.clone(),
             self.ex.on_delete.clone(),
         );
-        self.call("proxy_on_log", ctx, log, ctx as i32)?;
+        if let Some(log) = log {
+            self.call("proxy_on_log", ctx, log, ctx as i32)?;
+        }
         self.call("proxy_on_done", ctx, done, ctx as i32)?;
         self.call("proxy_on_delete", ctx, delete, ctx as i32)?;
         self.host_mut().contexts.remove(&ctx);
