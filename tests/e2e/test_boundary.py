@@ -186,22 +186,55 @@ def test_clients_that_leave_mid_call_still_cost_one_assume_role_each(stack):
 
 
 def test_a_coalesced_call_is_sent_once_when_its_owner_leaves(stack):
-    """With reuse on, requests of one caller share one AssumeRole. The first client (whose
-    request made the call) resets: the call goes on, the others get 201 from it, and RGW gets
-    exactly one AssumeRole (the SDK-based adapter dropped the answer and sent a second)."""
-    import concurrent.futures
-
+    """With reuse on, requests of one caller share one AssumeRole per worker. All four go as
+    streams of one HTTP/2 connection (so one worker, one store); the first one's stream is reset
+    while RGW (behind a delaying proxy that counts what it forwards) is still answering: the call
+    goes on, the three others get 201 from it, and RGW gets exactly one AssumeRole. The
+    SDK-based adapter dropped the answer and sent a second one for the waiters."""
     token = stack.token("admin")
     with Misbehaving(upstream=stack.rgw_endpoint) as srv, _slow_rgw(stack, srv, reuse=True):
         srv.behave("slow", delay=1.5)
         first = srv.count()
-        with concurrent.futures.ThreadPoolExecutor(4) as pool:
-            owner = pool.submit(_leave_mid_call, stack, token)
-            time.sleep(0.1)
-            waiters = [pool.submit(mint, stack, token, via="http", timeout=15) for _ in range(3)]
-            owner.result()
-            statuses = [w.result().status_code for w in waiters]
-        assert statuses == [201, 201, 201], statuses
+        conn = h2.connection.H2Connection(config=h2.config.H2Configuration(client_side=True))
+        with socket.create_connection(("127.0.0.1", stack.cfg.ports["http"]), timeout=15) as sock:
+            conn.initiate_connection()
+
+            def put() -> int:
+                sid = conn.get_next_available_stream_id()
+                headers = [
+                    (":method", "PUT"),
+                    (":path", TOKEN_PATH),
+                    (":scheme", "http"),
+                    (":authority", GATEWAY_HOST),
+                    ("authorization", f"Bearer {token}"),
+                ]
+                conn.send_headers(sid, headers, end_stream=True)
+                sock.sendall(conn.data_to_send())
+                return sid
+
+            owner = put()
+            time.sleep(0.2)  # its AssumeRole is on its way
+            waiters = [put() for _ in range(3)]
+            time.sleep(0.2)
+            conn.reset_stream(owner)
+            sock.sendall(conn.data_to_send())
+            statuses: dict[int, int] = {}
+            ended: set[int] = set()
+            deadline = time.monotonic() + 15
+            while not set(waiters) <= ended and time.monotonic() < deadline:
+                data = sock.recv(65536)
+                if not data:
+                    break
+                for event in conn.receive_data(data):
+                    if isinstance(event, h2.events.ResponseReceived):
+                        statuses[event.stream_id] = int(dict(event.headers)[b":status"])
+                    elif isinstance(event, h2.events.DataReceived):
+                        conn.acknowledge_received_data(event.flow_controlled_length, event.stream_id)
+                    elif isinstance(event, (h2.events.StreamEnded, h2.events.StreamReset)):
+                        ended.add(event.stream_id)
+                sock.sendall(conn.data_to_send())
+        assert [statuses.get(w) for w in waiters] == [201, 201, 201], statuses
+        assert owner not in statuses, statuses
         time.sleep(1.0)
         assert srv.count() - first == 1, srv.count() - first
         stats = stack.envoy_stats()

@@ -264,6 +264,12 @@ def test_other_methods_are_405(stack):
 
 
 def test_tenant_query_parameter(stack):
+    # An admin is scoped by a tenant only with tenants.scope_admins and a listed tenant.
+    with stack.envoy_variant(plugin_overrides={"tenants": {"scope_admins": True, "names": ["vcluster-blue"]}}):
+        _tenant_query_parameter(stack)
+
+
+def _tenant_query_parameter(stack):
     token = stack.token("admin")
     request_id = f"creds-{uuid.uuid4()}"
     r = get_creds(stack, token, path=f"{CREDS_PATH}?tenant=vcluster-blue", headers={"x-request-id": request_id})

@@ -530,6 +530,12 @@ def test_jwks_failures_are_counted(stack):
 
 
 def test_mint_log_line(stack):
+    # An admin's tenant header scopes only with tenants.scope_admins and a listed tenant.
+    with stack.envoy_variant(plugin_overrides={"tenants": {"scope_admins": True, "names": ["tenant-a"]}}):
+        _mint_log_line(stack)
+
+
+def _mint_log_line(stack):
     request_id = f"ops-{uuid.uuid4()}"
     token = stack.token("admin")
     r = mint(stack, token, headers={"x-request-id": request_id, "Cray-Tenant-Name": "tenant-a"})

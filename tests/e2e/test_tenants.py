@@ -222,7 +222,7 @@ def test_listed_tenants(stack, other_bucket):
 
 def test_unscoped_admin_still_reaches_everything(stack, other_bucket):
     s3 = s3_of(stack, mint(stack, stack.control_token(username="admin")))
-    assert s3.get_object(Bucket=other_bucket, Key="k")["Body"].read() == b"red data"
+    assert s3.get_object(Bucket=other_bucket, Key="k")["Body"].read() == b"green data"
     # The positive controls of the scoped list_objects_v2 and delete_object refusals: unscoped
     # credentials list the bucket and delete in it (a key of their own: "k" stays for the others).
     assert "k" in [o["Key"] for o in s3.list_objects_v2(Bucket=other_bucket)["Contents"]]
