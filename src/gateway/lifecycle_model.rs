@@ -24,6 +24,7 @@ use proptest::test_runner::{Config as RunnerConfig, FileFailurePersistence, Test
 use serde_json::json;
 
 use crate::gateway::lifecycle_tests::{config_with, headers, jwks_doc, token, Vm, NOW_MS, OK_XML};
+use crate::gateway::request::percent_decode;
 use crate::host::ContextId;
 use crate::token::jwks_store::MemoryStore;
 use crate::token::verify::tests::NOW;
@@ -252,27 +253,6 @@ fn minted_for(sts_body: &[u8]) -> MintedFor {
             .map_or_else(|| format!("unknown policy {policy}"), |t| t.to_string())
     });
     MintedFor { user, tenant }
-}
-
-fn percent_decode(s: &str) -> String {
-    let mut out = Vec::new();
-    let b = s.as_bytes();
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%' {
-            let hex = b
-                .get(i + 1..i + 3)
-                .and_then(|h| std::str::from_utf8(h).ok());
-            if let Some(v) = hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
-                out.push(v);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(if b[i] == b'+' { b' ' } else { b[i] });
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// RGW's success answer with a distinct access key id per call.

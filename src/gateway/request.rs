@@ -93,7 +93,7 @@ fn tenant_query(path: &str) -> Result<Option<String>, Error> {
 
 /// `%XX` → that byte, `+` → space; a `%` not followed by two hex digits stays as it is. Bytes
 /// that are not UTF-8 become U+FFFD (no valid tenant has them).
-fn percent_decode(s: &str) -> String {
+pub(crate) fn percent_decode(s: &str) -> String {
     let hex = |b: u8| char::from(b).to_digit(16);
     let bytes = s.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
