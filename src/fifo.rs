@@ -99,7 +99,7 @@ mod model {
     use proptest::prelude::*;
 
     proptest! {
-        #![proptest_config(ProptestConfig { cases: crate::gateway::lifecycle_model::cases(256), ..ProptestConfig::default() })]
+        #![proptest_config(ProptestConfig { cases: crate::test_support::cases(256), ..ProptestConfig::default() })]
         #[test]
         fn fifo_matches_a_list(ops in prop::collection::vec((0..4u8, 0..10u8), 1..400)) {
             let mut f = Fifo::default();

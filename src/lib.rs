@@ -26,6 +26,8 @@ pub mod gateway;
 pub mod host;
 pub mod policy;
 pub mod sts;
+#[cfg(test)]
+pub(crate) mod test_support;
 pub mod token;
 
 #[cfg(feature = "envoy")]

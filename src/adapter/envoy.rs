@@ -1,7 +1,7 @@
 //! [`Host`] implemented with hostcalls, as seen from the callback of one context.
 use std::time::Duration;
 
-use super::abi::{self, BufferType, MapType};
+use crate::adapter::abi::{self, BufferType, MapType};
 use crate::error::Reply;
 use crate::host::metrics::{Kind, Metric};
 use crate::host::{wire, Callout, CalloutToken, ContextId, DispatchError, Host};

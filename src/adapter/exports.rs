@@ -7,8 +7,8 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use std::rc::Rc;
 
-use super::abi::{self, MetricType};
-use super::envoy::{self, Envoy, TICK};
+use crate::adapter::abi::{self, MetricType};
+use crate::adapter::envoy::{self, Envoy, TICK};
 use crate::config::Config;
 use crate::gateway::lifecycle::{Action, Gateway};
 use crate::host::metrics::{self, Kind};
@@ -93,7 +93,7 @@ extern "C" {
 pub extern "C" fn _initialize() {
     // SAFETY: called once by the host before anything else (WASI reactor ABI).
     unsafe { __wasm_call_ctors() };
-    super::logger::install();
+    crate::adapter::logger::install();
 }
 
 #[no_mangle]
@@ -218,7 +218,7 @@ pub extern "C" fn proxy_on_request_headers(ctx: u32, _headers: usize, _end: bool
         return CONTINUE;
     }
     #[cfg(feature = "crash-route")]
-    super::crash_route(&path);
+    crate::adapter::crash_route(&path);
     VM.with(|vm| {
         if let Ok(mut vm) = vm.try_borrow_mut() {
             if let Some(s) = vm.streams.get_mut(&ctx) {

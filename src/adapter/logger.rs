@@ -1,5 +1,5 @@
 //! The `log` facade to Envoy's log (`proxy_log`), at Info and above.
-use super::abi;
+use crate::adapter::abi;
 
 struct ProxyLog;
 

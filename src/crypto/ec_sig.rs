@@ -10,12 +10,11 @@
 //! or (Ed25519) a non-canonical or small-order key is refused when the key set is parsed.
 //!
 //! Everything but the signature check is the token verification the RSA keys use
-//! (`rsa_sig::verify_token_with`: jwt-simple's checks, step for step).
+//! (`jws::verify_token_with`: jwt-simple's checks, step for step).
 use jwt_simple::common::VerificationOptions;
 use p256::ecdsa::signature::Verifier;
 
-use crate::crypto::rsa_sig::verify_token_with;
-use crate::token::jwks::Claims;
+use crate::crypto::jws::{verify_token_with, Claims};
 
 enum Curve {
     P256(p256::ecdsa::VerifyingKey),

@@ -18,19 +18,14 @@
 //! (the oracle) and run the Wycheproof RSA PKCS#1 v1.5 and PSS vectors; the fuzz target `rs256`
 //! (tests/fuzz) compares both on arbitrary tokens, keys and encoded blocks.
 use jwt_simple::common::VerificationOptions;
-use jwt_simple::prelude::{Clock, Token};
-use jwt_simple::JWTError;
-use serde::Deserialize;
 use sha2::{Digest, Sha256, Sha384, Sha512};
 
+use crate::crypto::jws::{verify_token_with, Claims};
 use crate::crypto::rsa_math::limb32::Modulus;
-use crate::token::jwks::Claims;
 
 /// jwt-simple's RSA key policy.
 const MIN_MODULUS_BITS: usize = 2048;
 const MAX_MODULUS_BITS: usize = 4096;
-/// jwt-simple's `token::MAX_HEADER_LENGTH`.
-const MAX_HEADER_LENGTH: usize = 8192;
 
 /// The hash of an algorithm, also MGF1's for PSS.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -235,176 +230,6 @@ impl RsaKey {
     }
 }
 
-/// jwt-simple's `verify_token`, the same for every algorithm (RSA here, ECDSA and EdDSA in
-/// `ec_sig`): `alg` is the key's algorithm, `verify_signature(message, signature)` its check.
-/// `options.max_header_length` above jwt-simple's 8192 is not honoured (the header is decoded by
-/// `Token::decode_metadata`, which caps it).
-pub(crate) fn verify_token_with(
-    alg: &str,
-    verify_signature: &dyn Fn(&[u8], &[u8]) -> bool,
-    token: &str,
-    options: &VerificationOptions,
-) -> Result<Claims, jwt_simple::Error> {
-    {
-        if let Some(max_token_length) = options.max_token_length {
-            if token.len() > max_token_length {
-                return Err(JWTError::TokenTooLong.into());
-            }
-        }
-        let mut parts = token.split('.');
-        let header_b64 = parts.next().ok_or(JWTError::CompactEncodingError)?;
-        if header_b64.len() > options.max_header_length.unwrap_or(MAX_HEADER_LENGTH) {
-            return Err(JWTError::HeaderTooLarge.into());
-        }
-        let claims_b64 = parts.next().ok_or(JWTError::CompactEncodingError)?;
-        let signature_b64 = parts.next().ok_or(JWTError::CompactEncodingError)?;
-        if parts.next().is_some() {
-            return Err(JWTError::CompactEncodingError.into());
-        }
-        let meta = Token::decode_metadata(token)?;
-        if meta.critical().is_some_and(|crit| !crit.is_empty()) {
-            return Err(JWTError::UnknownCriticalExtension.into());
-        }
-        if let Some(expected) = &options.required_signature_type {
-            let typ = meta
-                .signature_type()
-                .ok_or(JWTError::RequiredSignatureTypeMismatch)?;
-            if typ.to_uppercase() != expected.to_uppercase() {
-                return Err(JWTError::RequiredSignatureTypeMismatch.into());
-            }
-        } else if let Some(typ) = meta.signature_type() {
-            let typ = typ.to_uppercase();
-            if typ != "JWT" && !typ.ends_with("+JWT") {
-                return Err(JWTError::NotJWT.into());
-            }
-        }
-        if let Some(expected) = &options.required_content_type {
-            let cty = meta
-                .content_type()
-                .ok_or(JWTError::RequiredContentTypeMismatch)?;
-            if cty.to_uppercase() != expected.to_uppercase() {
-                return Err(JWTError::RequiredContentTypeMismatch.into());
-            }
-        }
-        if meta.algorithm() != alg {
-            return Err(JWTError::AlgorithmMismatch.into());
-        }
-        if let Some(required) = &options.required_key_id {
-            match meta.key_id() {
-                Some(kid) if kid == required => {}
-                Some(_) => return Err(JWTError::KeyIdentifierMismatch.into()),
-                None => return Err(JWTError::MissingJWTKeyIdentifier.into()),
-            }
-        }
-        // jwt-simple decodes a `salt` (and fails on bad base64) even though RSA ignores it;
-        // `TokenMetadata::salt` hides a decoding failure, so read the raw header member.
-        if meta.salt().is_none() {
-            if let Some(salt) = header_salt(header_b64)? {
-                b64url(&salt)?;
-            }
-        }
-        let signature = b64url(signature_b64)?;
-        let authenticated = token
-            .get(..header_b64.len() + 1 + claims_b64.len())
-            .ok_or(JWTError::CompactEncodingError)?;
-        if !verify_signature(authenticated.as_bytes(), &signature) {
-            return Err(JWTError::InvalidSignature.into());
-        }
-        let claims: Claims = serde_json::from_slice(&b64url(claims_b64)?)?;
-        validate(&claims, options)?;
-        Ok(claims)
-    }
-}
-
-/// Base64url without padding, as jwt-simple's `ct_codecs` decodes it (no `=`, no stray bits,
-/// the same error), with the `base64` crate: `ct_codecs` is constant-time and several times
-/// slower, which a public token does not need.
-fn b64url(s: &str) -> Result<Vec<u8>, jwt_simple::Error> {
-    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-    use base64::Engine;
-    URL_SAFE_NO_PAD
-        .decode(s)
-        .map_err(|_| jwt_simple::reexports::ct_codecs::Error::InvalidInput.into())
-}
-
-/// The raw `salt` header member (the header already decoded once in `Token::decode_metadata`).
-fn header_salt(header_b64: &str) -> Result<Option<String>, jwt_simple::Error> {
-    #[derive(Deserialize)]
-    struct Salt {
-        salt: Option<String>,
-    }
-    let header = b64url(header_b64)?;
-    Ok(serde_json::from_slice::<Salt>(&header)?.salt)
-}
-
-/// jwt-simple 0.15's `JWTClaims::validate`, which is crate-private there.
-fn validate(claims: &Claims, options: &VerificationOptions) -> Result<(), JWTError> {
-    let now = options
-        .artificial_time
-        .unwrap_or_else(Clock::now_since_epoch);
-    let time_tolerance = options.time_tolerance.unwrap_or_default();
-    if let Some(reject_before) = options.reject_before {
-        let issued_at = claims.issued_at.ok_or(JWTError::OldTokenReused)?;
-        if issued_at < reject_before {
-            return Err(JWTError::OldTokenReused);
-        }
-    }
-    if !options.accept_future {
-        if let Some(time_issued) = claims.issued_at {
-            if time_issued > now + time_tolerance {
-                return Err(JWTError::ClockDrift);
-            }
-        }
-    }
-    if let Some(max_validity) = options.max_validity {
-        let time_issued = claims.issued_at.ok_or(JWTError::TokenIsTooOld)?;
-        if !(now <= time_issued || now - time_issued <= max_validity) {
-            return Err(JWTError::TokenIsTooOld);
-        }
-    }
-    if !options.accept_future {
-        if let Some(invalid_before) = claims.invalid_before {
-            if now + time_tolerance < invalid_before {
-                return Err(JWTError::TokenNotValidYet);
-            }
-        }
-    }
-    if let Some(expires_at) = claims.expires_at {
-        if !(now >= time_tolerance && now - time_tolerance <= expires_at) {
-            return Err(JWTError::TokenHasExpired);
-        }
-    }
-    if let Some(allowed_issuers) = &options.allowed_issuers {
-        match &claims.issuer {
-            Some(issuer) if allowed_issuers.contains(issuer) => {}
-            Some(_) => return Err(JWTError::RequiredIssuerMismatch),
-            None => return Err(JWTError::RequiredIssuerMissing),
-        }
-    }
-    if let Some(required_subject) = &options.required_subject {
-        match &claims.subject {
-            Some(subject) if subject == required_subject => {}
-            Some(_) => return Err(JWTError::RequiredSubjectMismatch),
-            None => return Err(JWTError::RequiredSubjectMissing),
-        }
-    }
-    if let Some(required_nonce) = &options.required_nonce {
-        match &claims.nonce {
-            Some(nonce) if nonce == required_nonce => {}
-            Some(_) => return Err(JWTError::RequiredNonceMismatch),
-            None => return Err(JWTError::RequiredNonceMissing),
-        }
-    }
-    if let Some(allowed_audiences) = &options.allowed_audiences {
-        match &claims.audiences {
-            Some(audiences) if audiences.contains(allowed_audiences) => {}
-            Some(_) => return Err(JWTError::RequiredAudienceMismatch),
-            None => return Err(JWTError::RequiredAudienceMissing),
-        }
-    }
-    Ok(())
-}
-
 fn trim_leading_zeros(x: &[u8]) -> &[u8] {
     let first = x.iter().position(|&b| b != 0).unwrap_or(x.len());
     x.get(first..).unwrap_or_default()
@@ -415,8 +240,7 @@ pub(crate) mod tests {
     //! The oracle is jwt-simple's pure-Rust verifier (superboring over RustCrypto `rsa` 0.9),
     //! which the gateway used before, and `num-bigint-dig` for the arithmetic.
     use super::*;
-    use crate::token::jwks::tests::keypairs;
-    use crate::token::verify::tests::{claims, sign, ISS, NOW};
+    use crate::test_support::{claims, keypairs, oracle_parts, sign, sign_raw, ISS, NOW};
     use jwt_simple::algorithms::{RS256PublicKey, RSAPublicKeyLike};
     use jwt_simple::prelude::Duration;
     use serde_json::json;
@@ -425,22 +249,6 @@ pub(crate) mod tests {
     use wycheproof::TestResult;
 
     const ALGS: [&str; 6] = ["RS256", "RS384", "RS512", "PS256", "PS384", "PS512"];
-
-    /// The backend jwt-simple uses (superboring over `rsa` 0.9): the padding and digest of `alg`.
-    fn oracle_parts(alg: &str) -> (superboring::rsa::Padding, superboring::hash::MessageDigest) {
-        use superboring::{hash::MessageDigest, rsa::Padding};
-        let padding = if alg.starts_with("PS") {
-            Padding::PKCS1_PSS
-        } else {
-            Padding::PKCS1
-        };
-        let digest = match &alg[2..] {
-            "256" => MessageDigest::sha256(),
-            "384" => MessageDigest::sha384(),
-            _ => MessageDigest::sha512(),
-        };
-        (padding, digest)
-    }
 
     fn oracle_signature(
         alg: &str,
@@ -461,18 +269,6 @@ pub(crate) mod tests {
         v.set_rsa_padding(padding).ok()?;
         v.update(message).ok()?;
         Some(v.verify(signature).unwrap_or(false))
-    }
-
-    /// A signature of `message` under `alg` with test key `key` (PSS salt as long as the hash).
-    pub(crate) fn sign_raw(alg: &str, key: usize, message: &[u8]) -> Vec<u8> {
-        let der = keypairs()[key].to_der().unwrap();
-        let rsa = superboring::rsa::Rsa::private_key_from_der(&der).unwrap();
-        let pkey = superboring::pkey::PKey::from_rsa(rsa).unwrap();
-        let (padding, digest) = oracle_parts(alg);
-        let mut signer = superboring::sign::Signer::new(digest, &pkey).unwrap();
-        signer.set_rsa_padding(padding).unwrap();
-        signer.update(message).unwrap();
-        signer.sign_to_vec().unwrap()
     }
 
     /// s >= n: RFC 8017 refuses it, `rsa` 0.9's PSS check reduces it modulo n.
@@ -883,7 +679,7 @@ pub(crate) mod tests {
     /// get jwt-simple's verdict from the key of each algorithm: the same claims or the same error.
     #[test]
     fn every_algorithm_gets_jwt_simple_verdicts() {
-        use crate::token::verify::tests::b64;
+        use crate::test_support::b64;
         use jwt_simple::algorithms::{
             PS256PublicKey, PS384PublicKey, PS512PublicKey, RS384PublicKey, RS512PublicKey,
         };

@@ -596,9 +596,8 @@ fn shared_key(s: &JwksSource) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::token::jwks::tests::{jwk_json, keypairs};
+    use crate::test_support::{claims, jwk_json, keypairs, sign, ISS, NOW};
     use crate::token::jwks_store::MemoryStore;
-    use crate::token::verify::tests::{claims, sign, ISS, NOW};
     use serde_json::json;
 
     const NOW_MS: u64 = NOW * 1000;

@@ -26,8 +26,8 @@ use serde_json::json;
 use crate::gateway::lifecycle_tests::{config_with, headers, jwks_doc, token, Vm, NOW_MS, OK_XML};
 use crate::gateway::request::percent_decode;
 use crate::host::ContextId;
+use crate::test_support::{cases, NOW};
 use crate::token::jwks_store::MemoryStore;
-use crate::token::verify::tests::NOW;
 
 /// Two parkings, one per sequence: a small one (above `PER_CALL`, so resumes come in
 /// batches; bursts of small forged tokens fill the count, padded ones the bytes), and a large
@@ -758,13 +758,6 @@ fn as_credentials(h: Vec<(String, String)>) -> Vec<(String, String)> {
             _ => (n, v),
         })
         .collect()
-}
-
-pub(crate) fn cases(default: u32) -> u32 {
-    std::env::var("PROPTEST_CASES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
 }
 
 /// Runs `cases` sequences of `strategy` through `test` on another thread, and fails if they

@@ -9,9 +9,8 @@ use crate::gateway::lifecycle::{Action, Gateway, Phase, RESUME_PER_CALL};
 use crate::host::metrics::Metric;
 use crate::host::sim::SimHost;
 use crate::host::ContextId;
-use crate::token::jwks::tests::{jwk_json, keypairs};
+use crate::test_support::{claims, jwk_json, keypairs, sign, ISS, NOW};
 use crate::token::jwks_store::MemoryStore;
-use crate::token::verify::tests::{claims, sign, ISS, NOW};
 
 pub const NOW_MS: u64 = NOW * 1000;
 pub const OK_XML: &str = "<AssumeRoleResponse><AssumeRoleResult><Credentials><AccessKeyId>nEffVHB6D9aV8oNWipJ</AccessKeyId><Expiration>2026-11-30T00:57:59.260716106Z</Expiration><SecretAccessKey>EJBVsecret</SecretAccessKey><SessionToken>7MSXtoken</SessionToken></Credentials></AssumeRoleResult></AssumeRoleResponse>";

@@ -254,7 +254,7 @@ mod model {
     }
 
     proptest! {
-        #![proptest_config(ProptestConfig { cases: crate::gateway::lifecycle_model::cases(256), ..ProptestConfig::default() })]
+        #![proptest_config(ProptestConfig { cases: crate::test_support::cases(256), ..ProptestConfig::default() })]
         #[test]
         fn parking_matches_model(ops in prop::collection::vec(prop_oneof![
             4 => (0..12u32, 1..400usize).prop_map(|(ctx, token_len)| Op::Park { ctx, token_len }),

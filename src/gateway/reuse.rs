@@ -107,7 +107,7 @@ mod model {
     }
 
     proptest! {
-        #![proptest_config(ProptestConfig { cases: crate::gateway::lifecycle_model::cases(256), ..ProptestConfig::default() })]
+        #![proptest_config(ProptestConfig { cases: crate::test_support::cases(256), ..ProptestConfig::default() })]
         #[test]
         fn store_matches_model(ops in prop::collection::vec(prop_oneof![
             3 => (0..8u8, 1..5_000u64).prop_map(|(k, life)| Op::Put(k, life)),

@@ -9,9 +9,9 @@
 //! | anyone else | 403 | 403 | 403 |
 use serde_json::Value;
 
-use crate::config::{Rule, RuleItem, TenantsConfig, MAX_TENANT_LEN, TENANT_PLACEHOLDER};
 use crate::error::Error;
-use crate::token::jwks::Claims;
+use crate::policy::rules::{Rule, RuleItem, TenantsConfig, MAX_TENANT_LEN, TENANT_PLACEHOLDER};
+use crate::token::Claims;
 
 /// What the minted credentials may reach.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -162,9 +162,9 @@ impl<S: BuildHasher> TokenCache<S> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::token::jwks::tests::{jwk_json, keypairs};
+    use crate::test_support::{jwk_json, keypairs, ISS, NOW};
     use crate::token::jwks::KeySet;
-    use crate::token::verify::tests::{good_token, policy, sources, ISS, NOW};
+    use crate::token::verify::tests::{good_token, policy, sources};
     use crate::token::verify::verify;
     use std::collections::HashSet;
     use std::rc::Rc;
@@ -234,9 +234,9 @@ mod model {
     //! The cache against a plain FIFO list over random sequences in simulated time: the same
     //! token inserted again and again, tokens that expire inside the skew, key rotations.
     use super::*;
-    use crate::token::jwks::tests::{jwk_json, keypairs};
+    use crate::test_support::{claims, jwk_json, keypairs, sign, ISS, NOW};
     use crate::token::jwks::KeySet;
-    use crate::token::verify::tests::{claims, sign, sources, ISS, NOW};
+    use crate::token::verify::tests::sources;
     use crate::token::verify::{verify, Verified};
     use proptest::prelude::*;
     use std::collections::HashSet;
@@ -379,7 +379,7 @@ mod model {
     }
 
     proptest! {
-        #![proptest_config(ProptestConfig { cases: crate::gateway::lifecycle_model::cases(256), ..ProptestConfig::default() })]
+        #![proptest_config(ProptestConfig { cases: crate::test_support::cases(256), ..ProptestConfig::default() })]
         #[test]
         fn cache_matches_fifo_model(ops in prop::collection::vec(prop_oneof![
             4 => (0..POOL).prop_map(Op::Insert),

@@ -1,16 +1,13 @@
 //! An issuer's JSON Web Key Set, parsed once per change into ready-to-use verifying keys.
 use jwt_simple::common::VerificationOptions;
-use jwt_simple::prelude::JWTClaims;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
 use crate::crypto::ec_sig::EcKey;
+use crate::crypto::jws::Claims;
 use crate::crypto::rsa_sig::RsaKey;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
-
-/// Claims of a verified token: the registered ones typed, every other one kept as JSON.
-pub type Claims = JWTClaims<serde_json::Map<String, serde_json::Value>>;
 
 /// Keys beyond this many are ignored: a JWKS is a handful of keys, not a denial-of-service vector.
 const MAX_KEYS: usize = 64;
@@ -190,27 +187,9 @@ fn b64(s: &str) -> Option<Vec<u8>> {
 }
 
 #[cfg(test)]
-pub(crate) mod tests {
+mod tests {
     use super::*;
-    use jwt_simple::algorithms::RS256KeyPair;
-    use std::sync::OnceLock;
-
-    /// Test keys are slow to generate: make two once and share them.
-    pub fn keypairs() -> &'static [RS256KeyPair; 2] {
-        static KEYS: OnceLock<[RS256KeyPair; 2]> = OnceLock::new();
-        KEYS.get_or_init(|| {
-            [
-                RS256KeyPair::generate(2048).unwrap().with_key_id("sig-1"),
-                RS256KeyPair::generate(2048).unwrap().with_key_id("sig-2"),
-            ]
-        })
-    }
-
-    pub fn jwk_json(kp: &RS256KeyPair, kid: &str, use_: &str, alg: &str) -> serde_json::Value {
-        let c = kp.public_key().to_components();
-        serde_json::json!({"kty": "RSA", "use": use_, "alg": alg, "kid": kid,
-            "n": URL_SAFE_NO_PAD.encode(c.n), "e": URL_SAFE_NO_PAD.encode(c.e)})
-    }
+    use crate::test_support::{jwk_json, keypairs};
 
     fn algs() -> Vec<String> {
         vec!["RS256".to_string()]

@@ -5,3 +5,6 @@ pub mod extract;
 pub mod jwks;
 pub mod jwks_store;
 pub mod verify;
+
+/// What every later step reads of a verified token.
+pub use crate::crypto::jws::Claims;

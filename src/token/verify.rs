@@ -8,7 +8,8 @@ use jwt_simple::prelude::{Audiences, Duration, Token};
 use jwt_simple::JWTError;
 
 use crate::error::Error;
-use crate::token::jwks::{Claims, Jwk, KeySet};
+use crate::token::jwks::{Jwk, KeySet};
+use crate::token::Claims;
 
 /// The keys of one JWKS source and the issuers that source speaks for.
 pub struct Source {
@@ -302,17 +303,11 @@ fn map_jwt_error(e: &jwt_simple::Error) -> Error {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::crypto::rsa_sig::tests::sign_raw;
-    use crate::token::jwks::tests::{jwk_json, keypairs};
-    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-    use base64::Engine;
+    use crate::test_support::{b64, claims, jwk_json, keypairs, sign, sign_raw, ISS, NOW};
     use hmac::{Hmac, Mac};
     use jwt_simple::algorithms::RSAKeyPairLike;
     use jwt_simple::prelude::{Claims as C, Duration};
     use serde_json::{json, Value};
-
-    pub const ISS: &str = "https://api-gw-service-nmn.local/keycloak/realms/shasta";
-    pub const NOW: u64 = 1_800_000_000;
 
     pub fn policy() -> Policy {
         Policy {
@@ -334,35 +329,6 @@ pub(crate) mod tests {
                 KeySet::parse(doc.to_string().as_bytes(), &["RS256".into()]).unwrap(),
             )),
         }]
-    }
-
-    pub fn claims(extra: Value) -> Value {
-        let mut c = json!({"iss": ISS, "aud": ["shasta", "account"], "azp": "shasta", "typ": "Bearer",
-            "sub": "u-1", "preferred_username": "admin", "exp": NOW + 3600, "iat": NOW - 10,
-            "resource_access": {"shasta": {"roles": ["admin"]}}});
-        for (k, v) in extra.as_object().unwrap() {
-            if v.is_null() {
-                c.as_object_mut().unwrap().remove(k);
-            } else {
-                c[k] = v.clone();
-            }
-        }
-        c
-    }
-
-    pub fn b64(v: &[u8]) -> String {
-        URL_SAFE_NO_PAD.encode(v)
-    }
-
-    /// Signs arbitrary header/claims JSON with key 0 (sig-1) or 1 (the enc key's private half).
-    pub fn sign(header: Value, claims: Value, key: usize) -> String {
-        let input = format!(
-            "{}.{}",
-            b64(header.to_string().as_bytes()),
-            b64(claims.to_string().as_bytes())
-        );
-        let sig = sign_raw("RS256", key, input.as_bytes());
-        format!("{input}.{}", b64(&sig))
     }
 
     pub fn good_token() -> String {

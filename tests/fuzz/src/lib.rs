@@ -493,7 +493,7 @@ fn oracle_verify_with(
 }
 
 /// Claims as JSON with `aud` (a set) sorted.
-fn normalized(c: &sts_gateway::token::jwks::Claims) -> serde_json::Value {
+fn normalized(c: &sts_gateway::token::Claims) -> serde_json::Value {
     let mut v = serde_json::to_value(c).expect("claims");
     if let Some(serde_json::Value::Array(aud)) = v.get_mut("aud") {
         aud.sort_by_key(|a| a.to_string());
