@@ -1,6 +1,6 @@
 //! The life of one request, from its headers to its reply, and what a worker VM keeps between
 //! requests. Free of proxy-wasm: Envoy is reached only through [`Host`], so every transition
-//! below is unit- and property-tested natively (`tests/` of this module and `lifecycle_model`).
+//! below is unit- and property-tested natively (`tests.rs`, `credentials_endpoint_tests.rs` and the model-based `model.rs` of this folder).
 //!
 //! A token request is in exactly one phase at a time; the phase is where it is kept:
 //!
@@ -22,7 +22,13 @@
 use std::collections::HashMap;
 
 mod answers;
+#[cfg(test)]
+mod credentials_endpoint_tests;
 mod intake;
+#[cfg(test)]
+pub(crate) mod model;
+#[cfg(test)]
+pub(crate) mod tests;
 mod tick;
 
 use crate::config::Config;

@@ -3,8 +3,8 @@
 //! route's), its metrics, and that a parked request still answers in its own format.
 use serde_json::json;
 
+use crate::gateway::lifecycle::tests::{config_with, headers, jwks_doc, token, Vm, OK_XML};
 use crate::gateway::lifecycle::{Action, Phase};
-use crate::gateway::lifecycle_tests::{config_with, headers, jwks_doc, token, Vm, OK_XML};
 use crate::host::metrics::Metric;
 use crate::host::ContextId;
 

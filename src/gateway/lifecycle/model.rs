@@ -23,7 +23,7 @@ use proptest::prelude::*;
 use proptest::test_runner::{Config as RunnerConfig, FileFailurePersistence, TestRunner};
 use serde_json::json;
 
-use crate::gateway::lifecycle_tests::{config_with, headers, jwks_doc, token, Vm, NOW_MS, OK_XML};
+use crate::gateway::lifecycle::tests::{config_with, headers, jwks_doc, token, Vm, NOW_MS, OK_XML};
 use crate::gateway::request::percent_decode;
 use crate::host::ContextId;
 use crate::test_support::{cases, NOW};
