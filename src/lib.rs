@@ -1,14 +1,18 @@
 //! sts-gateway: a proxy-wasm filter that mints temporary Ceph RGW S3 credentials.
 //!
-//! Data flow, one module per step:
-//! request (`route`) → extract token (`extract`) → verify (`jwks`, `jwks_store`, `verify`,
-//! `token_cache`) → authorize (`authorize`) → STS request (`session`, `sigv4`, `sts_request`) →
-//! callout → parse (`sts_response`) → response (`credentials`, `error`).
+//! One folder per layer, one module per step of the data flow:
+//! request (`gateway::route`, `gateway::request`) → extract the token (`token::extract`) →
+//! verify (`token::jwks`, `token::jwks_store`, `token::verify`, `token::cache`; signatures in
+//! `crypto::jws`, `crypto::rsa_sig`, `crypto::ec_sig`) → authorize (`policy::authorize`,
+//! `policy::scope`, as `policy::rules` states it) → STS request (`sts::session`, `sts::request`,
+//! `crypto::sigv4`) → callout → parse (`sts::response`) → reply (`sts::credentials`, `error`).
 //!
-//! `flow` runs those steps for one pass; `lifecycle` carries a request through its phases
-//! (parked while keys are fetched, calling STS, answered or gone) and owns all state kept
-//! between calls (`parking`, the token cache, fetches in flight). Envoy is reached only through
-//! `host::Host`; `filter` (feature `envoy`) is the proxy-wasm adapter.
+//! `gateway::flow` runs those steps for one pass; `gateway::lifecycle` carries a request through
+//! its phases (parked while keys are fetched, calling STS, answered or gone) and owns all state
+//! kept between calls (`gateway::parking`, `gateway::reuse`, the token cache, callouts in
+//! flight). `config` reads and checks the plugin configuration once. Envoy is reached only
+//! through `host::Host`; `adapter` (feature `envoy`) is the proxy-wasm ABI on top. No module
+//! depends on itself through others (`tests/lint/module_cycles.py`, in `make lint`).
 #![cfg_attr(
     test,
     allow(
