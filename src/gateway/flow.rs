@@ -36,10 +36,12 @@ pub enum Wait {
 #[derive(Debug)]
 pub enum Step {
     Reply(Reply),
-    /// The `kid` is unknown and a JWKS fetch may still publish it: park the request until the
-    /// keys change or [`Worker::max_wait_ms`] ends, then call [`Worker::mint`] again with
-    /// [`Wait::Over`].
-    AwaitKeys,
+    /// The `kid` is unknown and a JWKS fetch of `source` (the token's issuer's) may still
+    /// publish it: park the request until that source's keys change or
+    /// [`Worker::max_wait_ms`] ends, then call [`Worker::mint`] again with [`Wait::Over`].
+    AwaitKeys {
+        source: usize,
+    },
     /// Send this callout to RGW.
     CallSts(StsCall),
 }
@@ -143,9 +145,10 @@ impl Worker {
         self.nonce
     }
 
-    /// Changes whenever any source's keys change: parked requests compare it.
-    pub fn keys_generation(&self) -> u64 {
-        self.versions.iter().fold(0u64, |a, v| a.wrapping_add(*v))
+    /// The version of each source's keys, by source: a parked request compares its own
+    /// source's (another issuer's new keys cannot publish its `kid`).
+    pub fn keys_versions(&self) -> &[u64] {
+        &self.versions
     }
 
     /// How long a parked request may wait: until the refetch budget renews and that fetch
@@ -189,9 +192,18 @@ impl Worker {
             .is_some_and(|(c, until)| *c == content && now_s < *until)
     }
 
-    /// For parked requests: sources whose refetch this VM may run now (claimed).
-    pub fn claim_refetches<S: SharedStore>(&self, store: &S, now_ms: u64) -> Vec<usize> {
-        (0..self.source_count())
+    /// For parked requests: of the sources they wait for, those whose refetch this VM may run
+    /// now (claimed).
+    pub fn claim_refetches<S: SharedStore>(
+        &self,
+        store: &S,
+        now_ms: u64,
+        waited_for: &[usize],
+    ) -> Vec<usize> {
+        waited_for
+            .iter()
+            .copied()
+            .filter(|&i| i < self.source_count())
             .filter(|&i| self.store(store, i).claim_refetch(now_ms, &self.timing(i)))
             .collect()
     }
@@ -361,7 +373,7 @@ impl Worker {
         let mut outcome = self.verify_cached(&ask.token, now);
         if matches!(
             outcome,
-            Err(VerifyError::UnknownKid(_) | VerifyError::Rejected(Error::KeysUnavailable))
+            Err(VerifyError::UnknownKid { .. } | VerifyError::Rejected(Error::KeysUnavailable))
         ) && self.sync_keys(store)
         {
             outcome = self.verify_cached(&ask.token, now);
@@ -369,7 +381,7 @@ impl Worker {
         let verified = match outcome {
             Ok(v) => v,
             Err(VerifyError::Rejected(e)) => return Err(e),
-            Err(VerifyError::UnknownKid(kid)) => {
+            Err(VerifyError::UnknownKid { kid, source }) => {
                 let kid = digest(&kid);
                 let content = self.keys_content();
                 let refused = Err(Error::InvalidToken(
@@ -389,7 +401,7 @@ impl Worker {
                 }
                 // Wait for the fetch in flight, or for the root's refetch once the budget
                 // allows, so a genuinely rotated key is never refused.
-                return Ok(Step::AwaitKeys);
+                return Ok(Step::AwaitKeys { source });
             }
         };
         let scope = authorize(
@@ -784,21 +796,24 @@ mod tests {
         let h = ask(&rotated);
         let later = NOW_MS + 31_000;
         let step = w.mint(&shared, &h, later, 1, Wait::Allowed);
-        assert!(matches!(step, Step::AwaitKeys), "{step:?}");
+        assert!(matches!(step, Step::AwaitKeys { source: 0 }), "{step:?}");
         // The root claims the refetch once for every waiting request.
-        assert_eq!(w.claim_refetches(&shared, later), vec![0]);
-        assert!(w.claim_refetches(&shared, later).is_empty(), "lease held");
+        assert_eq!(w.claim_refetches(&shared, later, &[0]), vec![0]);
+        assert!(
+            w.claim_refetches(&shared, later, &[0]).is_empty(),
+            "lease held"
+        );
         // A second request meanwhile waits for that fetch too.
         assert!(matches!(
             w.mint(&shared, &h, later, 1, Wait::Allowed),
-            Step::AwaitKeys
+            Step::AwaitKeys { .. }
         ));
         // Waiting ends in a verdict, never another wait or fetch.
         assert_eq!(
             status(&w.mint(&shared, &h, later, 1, Wait::Over { keys_changed: true })),
             401
         );
-        let generation = w.keys_generation();
+        let generation = w.keys_versions().to_vec();
         w.jwks_fetched(
             &shared,
             0,
@@ -808,7 +823,7 @@ mod tests {
         )
         .unwrap();
         assert_ne!(
-            w.keys_generation(),
+            w.keys_versions(),
             generation,
             "parked requests see the change"
         );
@@ -822,11 +837,11 @@ mod tests {
         let h_old = ask(&old);
         assert!(matches!(
             w.mint(&shared, &h_old, later + 1, 1, Wait::Allowed),
-            Step::AwaitKeys
+            Step::AwaitKeys { .. }
         ));
-        assert!(w.claim_refetches(&shared, later + 1).is_empty());
+        assert!(w.claim_refetches(&shared, later + 1, &[0]).is_empty());
         assert_eq!(
-            w.claim_refetches(&shared, later + 5_000),
+            w.claim_refetches(&shared, later + 5_000, &[0]),
             vec![0],
             "budget renewed"
         );
@@ -859,9 +874,9 @@ mod tests {
         // without the kid.
         assert!(matches!(
             w.mint(&shared, &h, t, 1, Wait::Allowed),
-            Step::AwaitKeys
+            Step::AwaitKeys { .. }
         ));
-        assert_eq!(w.claim_refetches(&shared, t), vec![0]);
+        assert_eq!(w.claim_refetches(&shared, t, &[0]), vec![0]);
         w.jwks_fetched(&shared, 0, Some(200), Some(&jwks_doc(&[(0, "sig-1")])), t)
             .unwrap();
         assert_eq!(
@@ -875,7 +890,7 @@ mod tests {
         let h2 = ask(&other);
         assert!(matches!(
             w.mint(&shared, &h2, t + 2, 1, Wait::Allowed),
-            Step::AwaitKeys
+            Step::AwaitKeys { .. }
         ));
         // The forged kid gets no other wait while it is remembered (min_refetch_seconds, 5 s:
         // stale keys after a real rotation must not refuse the new kid for longer)...
@@ -887,9 +902,9 @@ mod tests {
         // bound what a flood of forged kids can cost); a refetch with the same keys refuses it.
         assert!(matches!(
             w.mint(&shared, &h, t + 5_002, 1, Wait::Allowed),
-            Step::AwaitKeys
+            Step::AwaitKeys { .. }
         ));
-        assert!(!w.claim_refetches(&shared, t + 5_003).is_empty());
+        assert!(!w.claim_refetches(&shared, t + 5_003, &[0]).is_empty());
         let same = jwks_doc(&[(0, "sig-1")]);
         w.jwks_fetched(&shared, 0, Some(200), Some(&same), t + 5_004)
             .unwrap();
@@ -898,7 +913,7 @@ mod tests {
             401
         );
         // Once the published keys change, it gets one more chance (it might be the new key).
-        assert!(!w.claim_refetches(&shared, t + 11_002).is_empty());
+        assert!(!w.claim_refetches(&shared, t + 11_002, &[0]).is_empty());
         let rotated = jwks_doc(&[(0, "sig-1"), (1, "rotated-in")]);
         w.jwks_fetched(&shared, 0, Some(200), Some(&rotated), t + 11_003)
             .unwrap();

@@ -56,19 +56,21 @@ pub struct Limits {
 struct Parked {
     ctx: ContextId,
     ask: Ask,
-    generation: u64,
+    source: usize,
+    version: u64,
     deadline_ms: u64,
     started_ms: u64,
 }
 
-/// A parked request that is due: the keys changed or its wait ended.
+/// A parked request that is due: its source's keys changed or its wait ended.
 #[derive(Debug, PartialEq, Eq)]
 pub struct Due {
     pub ctx: ContextId,
     pub ask: Ask,
     pub started_ms: u64,
-    /// The key generation it parked at.
-    pub generation: u64,
+    /// The JWKS source whose keys it waits for, and their version when it parked.
+    pub source: usize,
+    pub version: u64,
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -79,8 +81,10 @@ pub struct Parking {
     limits: Limits,
     bytes: usize,
     requests: HashMap<ContextId, Parked>,
-    /// Arrival order (oldest first).
-    order: Fifo<ContextId>,
+    /// Arrival order (oldest first), one queue per JWKS source: requests of one source park
+    /// with the same wait and its keys' version only moves on, so the due ones of a source are
+    /// the front of its queue. (At most as many queues as the configuration has sources.)
+    order: Vec<Fifo<ContextId>>,
 }
 
 impl Parking {
@@ -89,7 +93,7 @@ impl Parking {
             limits,
             bytes: 0,
             requests: HashMap::new(),
-            order: Fifo::default(),
+            order: Vec::new(),
         }
     }
 
@@ -111,18 +115,29 @@ impl Parking {
 
     /// Both indexes agree and the byte count is exact (for the property tests).
     pub fn consistent(&self) -> bool {
-        self.order.len() == self.requests.len()
-            && self.requests.keys().all(|c| self.order.contains(c))
+        self.order.iter().map(Fifo::len).sum::<usize>() == self.requests.len()
+            && self
+                .requests
+                .values()
+                .all(|p| self.order.get(p.source).is_some_and(|q| q.contains(&p.ctx)))
             && self.bytes == self.requests.values().map(|p| p.ask.bytes()).sum::<usize>()
-            && self.order.queue_len() <= 2 * self.order.len() + 17
+            && self.order.iter().all(|q| q.queue_len() <= 2 * q.len() + 17)
     }
 
-    /// Parks a request until the keys move past `generation` or `deadline_ms` passes.
+    /// Sources that parked requests wait for (their refetches are worth claiming).
+    pub fn waiting_sources(&self) -> Vec<usize> {
+        (0..self.order.len())
+            .filter(|&i| self.order.get(i).is_some_and(|q| !q.is_empty()))
+            .collect()
+    }
+
+    /// Parks a request until the keys of `source` move past `version` or `deadline_ms`
+    /// passes. `source` is below the configuration's source count (the worker's index).
     pub fn park(
         &mut self,
         ctx: ContextId,
         ask: Ask,
-        generation: u64,
+        (source, version): (usize, u64),
         started_ms: u64,
         deadline_ms: u64,
     ) -> Result<(), Full> {
@@ -133,13 +148,20 @@ impl Parking {
         {
             return Err(Full);
         }
-        self.order.push(ctx);
+        if self.order.len() <= source {
+            self.order.resize_with(source + 1, Fifo::default);
+        }
+        let Some(queue) = self.order.get_mut(source) else {
+            return Err(Full);
+        };
+        queue.push(ctx);
         self.requests.insert(
             ctx,
             Parked {
                 ctx,
                 ask,
-                generation,
+                source,
+                version,
                 deadline_ms,
                 started_ms,
             },
@@ -153,39 +175,48 @@ impl Parking {
         self.remove(ctx).is_some()
     }
 
-    /// Up to `max` due requests, oldest first. Requests park in arrival order with the same
-    /// wait and the key generation only grows, so the due ones are a prefix: the scan stops
-    /// at the first that is not due.
-    pub fn take_due(&mut self, now_ms: u64, generation: u64, max: usize) -> Vec<Due> {
+    /// Up to `max` due requests, source by source, oldest first within each. `versions` are
+    /// the sources' current key versions, by index. The due ones of a source are the front of
+    /// its queue: the scan of a source stops at its first request that is not due.
+    pub fn take_due(&mut self, now_ms: u64, versions: &[u64], max: usize) -> Vec<Due> {
         let mut due = Vec::new();
-        for _ in 0..max {
-            if !self.any_due(now_ms, generation) {
-                break;
+        for source in 0..self.order.len() {
+            while due.len() < max && self.front_due(source, now_ms, versions) {
+                let front = self.order.get_mut(source).and_then(Fifo::oldest);
+                let Some(p) = front.and_then(|ctx| self.remove(ctx)) else {
+                    break;
+                };
+                due.push(Due {
+                    ctx: p.ctx,
+                    ask: p.ask,
+                    started_ms: p.started_ms,
+                    source: p.source,
+                    version: p.version,
+                });
             }
-            let Some(p) = self.order.oldest().and_then(|ctx| self.remove(ctx)) else {
-                break;
-            };
-            due.push(Due {
-                ctx: p.ctx,
-                ask: p.ask,
-                started_ms: p.started_ms,
-                generation: p.generation,
-            });
         }
         due
     }
 
     /// Whether [`Parking::take_due`] would return something now.
-    pub fn any_due(&mut self, now_ms: u64, generation: u64) -> bool {
+    pub fn any_due(&mut self, now_ms: u64, versions: &[u64]) -> bool {
+        (0..self.order.len()).any(|source| self.front_due(source, now_ms, versions))
+    }
+
+    fn front_due(&mut self, source: usize, now_ms: u64, versions: &[u64]) -> bool {
+        let current = versions.get(source).copied().unwrap_or(0);
         self.order
-            .oldest()
+            .get_mut(source)
+            .and_then(Fifo::oldest)
             .and_then(|ctx| self.requests.get(&ctx))
-            .is_some_and(|p| p.generation != generation || now_ms >= p.deadline_ms)
+            .is_some_and(|p| p.version != current || now_ms >= p.deadline_ms)
     }
 
     fn remove(&mut self, ctx: ContextId) -> Option<Parked> {
         let p = self.requests.remove(&ctx)?;
-        self.order.remove(&ctx);
+        if let Some(queue) = self.order.get_mut(p.source) {
+            queue.remove(&ctx);
+        }
         self.bytes = self.bytes.saturating_sub(p.ask.bytes());
         Some(p)
     }
@@ -224,8 +255,8 @@ mod debug_tests {
 
 #[cfg(test)]
 mod model {
-    //! Parking against a plain list over random sequences: park, clients leaving, key
-    //! generations moving, time passing, bounded takes.
+    //! Parking against a plain list over random sequences: park (for one of three JWKS
+    //! sources), clients leaving, a source's keys moving, time passing, bounded takes.
     use super::*;
     use proptest::prelude::*;
 
@@ -234,14 +265,19 @@ mod model {
         max_bytes: 1200,
     };
     const WAIT: u64 = 100;
+    const SOURCES: usize = 3;
 
     #[derive(Debug, Clone)]
     enum Op {
-        Park { ctx: u32, token_len: usize },
+        Park {
+            ctx: u32,
+            token_len: usize,
+            source: usize,
+        },
         Leave(u32),
         Take(usize),
         Advance(u64),
-        NewKeys,
+        NewKeys(usize),
     }
 
     fn ask(len: usize) -> Ask {
@@ -257,28 +293,29 @@ mod model {
         #![proptest_config(ProptestConfig { cases: crate::test_support::cases(256), ..ProptestConfig::default() })]
         #[test]
         fn parking_matches_model(ops in prop::collection::vec(prop_oneof![
-            4 => (0..12u32, 1..400usize).prop_map(|(ctx, token_len)| Op::Park { ctx, token_len }),
+            4 => (0..12u32, 1..400usize, 0..SOURCES).prop_map(|(ctx, token_len, source)| Op::Park { ctx, token_len, source }),
             2 => (0..12u32).prop_map(Op::Leave),
             2 => (0..5usize).prop_map(Op::Take),
             2 => (1..80u64).prop_map(Op::Advance),
-            1 => Just(Op::NewKeys),
+            1 => (0..SOURCES).prop_map(Op::NewKeys),
         ], 1..200)) {
             let mut p = Parking::new(LIMITS);
-            // (ctx, bytes, generation, deadline), oldest first.
-            let mut model: Vec<(u32, usize, u64, u64)> = Vec::new();
-            let (mut now, mut generation) = (0u64, 0u64);
+            // (ctx, bytes, source, version, deadline), oldest first.
+            let mut model: Vec<(u32, usize, usize, u64, u64)> = Vec::new();
+            let mut now = 0u64;
+            let mut versions = [0u64; SOURCES];
             for op in ops {
                 match op {
-                    Op::Park { ctx, token_len } => {
+                    Op::Park { ctx, token_len, source } => {
                         let a = ask(token_len);
                         let bytes = a.bytes();
                         let fits = !model.iter().any(|m| m.0 == ctx)
                             && model.len() < LIMITS.max_requests
                             && model.iter().map(|m| m.1).sum::<usize>() + bytes <= LIMITS.max_bytes;
-                        let r = p.park(ctx, a, generation, now, now + WAIT);
+                        let r = p.park(ctx, a, (source, versions[source]), now, now + WAIT);
                         prop_assert_eq!(r.is_ok(), fits);
                         if fits {
-                            model.push((ctx, bytes, generation, now + WAIT));
+                            model.push((ctx, bytes, source, versions[source], now + WAIT));
                         }
                     }
                     Op::Leave(ctx) => {
@@ -287,22 +324,27 @@ mod model {
                         prop_assert_eq!(p.leave(ctx), was);
                     }
                     Op::Take(max) => {
-                        let got: Vec<u32> = p.take_due(now, generation, max).iter().map(|d| d.ctx).collect();
-                        let mut want = Vec::new();
-                        while want.len() < max {
-                            match model.first() {
-                                Some(m) if m.2 != generation || now >= m.3 => {
-                                    want.push(m.0);
-                                    model.remove(0);
-                                }
-                                _ => break,
-                            }
-                        }
+                        let got: Vec<u32> = p.take_due(now, &versions, max).iter().map(|d| d.ctx).collect();
+                        // Every due request (its own source's keys moved, or its wait ended),
+                        // by source, oldest first within a source; the first `max` of them.
+                        let mut due: Vec<(u32, usize, usize, u64, u64)> = model
+                            .iter()
+                            .filter(|m| m.3 != versions[m.2] || now >= m.4)
+                            .copied()
+                            .collect();
+                        due.sort_by_key(|m| m.2);
+                        due.truncate(max);
+                        let want: Vec<u32> = due.iter().map(|m| m.0).collect();
+                        model.retain(|m| !want.contains(&m.0));
                         prop_assert_eq!(got, want);
                     }
                     Op::Advance(ms) => now += ms,
-                    Op::NewKeys => generation += 1,
+                    Op::NewKeys(source) => versions[source] += 1,
                 }
+                let mut waiting: Vec<usize> = model.iter().map(|m| m.2).collect();
+                waiting.sort_unstable();
+                waiting.dedup();
+                prop_assert_eq!(p.waiting_sources(), waiting);
                 prop_assert!(p.consistent());
                 prop_assert_eq!(p.len(), model.len());
                 prop_assert_eq!(p.bytes(), model.iter().map(|m| m.1).sum::<usize>());

@@ -40,8 +40,12 @@ pub struct Verified {
 
 #[derive(Debug, PartialEq, Eq)]
 pub enum VerifyError {
-    /// No published key has the token's `kid`: the JWKS may have rotated, worth one refetch.
-    UnknownKid(String),
+    /// No published key has the token's `kid`: the JWKS of `source` (the one of the issuer the
+    /// token names) may have rotated, worth one refetch of that source.
+    UnknownKid {
+        kid: String,
+        source: usize,
+    },
     Rejected(Error),
 }
 
@@ -72,9 +76,16 @@ pub fn verify(
         if sources.iter().any(|s| s.keys.is_none()) {
             return Err(Error::KeysUnavailable.into());
         }
-        return Err(VerifyError::UnknownKid(
-            meta.key_id().unwrap_or_default().to_string(),
-        ));
+        // Which source could publish it: the one of the issuer the token names, read before the
+        // signature is checked (as Envoy's jwt_authn picks a provider by `iss`). A token of no
+        // accepted issuer is refused whatever its key, so it never waits.
+        let source = unverified_issuer(token)
+            .and_then(|iss| sources.iter().position(|s| s.issuers.contains(&iss)))
+            .ok_or(Error::InvalidToken("issuer not accepted"))?;
+        return Err(VerifyError::UnknownKid {
+            kid: meta.key_id().unwrap_or_default().to_string(),
+            source,
+        });
     }
     let mut last = Error::InvalidToken("signature does not verify");
     for (index, jwk) in candidates {
@@ -146,6 +157,19 @@ fn options(now: u64, source: &Source, policy: &Policy) -> VerificationOptions {
 }
 
 /// The payload is JSON whose objects, at every depth, name each key once.
+/// The `iss` of a token whose signature is not checked yet: only to choose which issuer's keys
+/// to wait for, never to accept anything.
+fn unverified_issuer(token: &str) -> Option<String> {
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use base64::Engine;
+    #[derive(serde::Deserialize)]
+    struct Iss {
+        iss: Option<String>,
+    }
+    let payload = URL_SAFE_NO_PAD.decode(token.split('.').nth(1)?).ok()?;
+    serde_json::from_slice::<Iss>(&payload).ok()?.iss
+}
+
 fn payload_has_unique_keys(token: &str) -> bool {
     use base64::engine::general_purpose::URL_SAFE_NO_PAD;
     use base64::Engine;
@@ -342,7 +366,7 @@ pub(crate) mod tests {
     fn rejected(token: &str) -> Error {
         match verify(token, NOW, &sources(), &policy()) {
             Err(VerifyError::Rejected(e)) => e,
-            Err(VerifyError::UnknownKid(_)) => panic!("unknown kid"),
+            Err(VerifyError::UnknownKid { .. }) => panic!("unknown kid"),
             Ok(_) => panic!("accepted"),
         }
     }
@@ -468,7 +492,10 @@ pub(crate) mod tests {
         );
         assert_eq!(
             verify(&enc, NOW, &sources(), &policy()).err(),
-            Some(VerifyError::UnknownKid("enc-1".into()))
+            Some(VerifyError::UnknownKid {
+                kid: "enc-1".into(),
+                source: 0
+            })
         );
         let odd = sign(
             json!({"alg": "RS256", "kid": "../../etc/passwd\u{0}"}),
@@ -477,8 +504,28 @@ pub(crate) mod tests {
         );
         assert_eq!(
             verify(&odd, NOW, &sources(), &policy()).err(),
-            Some(VerifyError::UnknownKid("../../etc/passwd\u{0}".into()))
+            Some(VerifyError::UnknownKid {
+                kid: "../../etc/passwd\u{0}".into(),
+                source: 0
+            })
         );
+        // An unknown kid of no accepted issuer (or none): refused at once, it never waits.
+        for iss in [
+            json!("https://elsewhere.example/realms/shasta"),
+            json!(null),
+            json!(7),
+        ] {
+            let stranger = sign(
+                json!({"alg": "RS256", "kid": "sig-9"}),
+                claims(json!({ "iss": iss })),
+                0,
+            );
+            assert_eq!(
+                rejected(&stranger),
+                Error::InvalidToken("issuer not accepted"),
+                "{iss}"
+            );
+        }
         // No kid: the only signing key is tried.
         let no_kid = sign(json!({"alg": "RS256"}), claims(json!({})), 0);
         assert!(verify(&no_kid, NOW, &sources(), &policy()).is_ok());
@@ -575,7 +622,7 @@ pub(crate) mod tests {
         match verify(&t, NOW, &sources(), policy) {
             Ok(_) => Ok(()),
             Err(VerifyError::Rejected(e)) => Err(e),
-            Err(VerifyError::UnknownKid(_)) => panic!("unknown kid"),
+            Err(VerifyError::UnknownKid { .. }) => panic!("unknown kid"),
         }
     }
 

@@ -86,14 +86,14 @@ impl Gateway {
             Step::Reply(reply) => {
                 end(host, ctx, &reply, Some(ask.endpoint));
             }
-            Step::AwaitKeys => {
-                let generation = self.worker.keys_generation();
+            Step::AwaitKeys { source } => {
+                let version = self.worker.keys_versions().get(source).copied();
                 let deadline = now.saturating_add(self.worker.max_wait_ms());
-                if self
-                    .parking
-                    .park(ctx, ask, generation, started_ms, deadline)
-                    .is_err()
-                {
+                let parked = version.map(|v| {
+                    self.parking
+                        .park(ctx, ask, (source, v), started_ms, deadline)
+                });
+                if !matches!(parked, Some(Ok(()))) {
                     // Full: a flood of unknown kids is refused rather than held.
                     let reply = self.worker.reply(&Error::InvalidToken(
                         "signing key (kid) not published by the issuer",

@@ -652,6 +652,69 @@ fn calls_in_flight_are_bounded() {
     assert_eq!(vm.g.phase(c), Some(Phase::CallingSts));
 }
 
+/// Two issuers, two JWKS sources: a request parked for a kid of the second issuer waits for the
+/// second source's refetch. The first source's new keys (its own rotation) answer the requests
+/// parked for them and leave this one waiting; before, any source's change resumed every parked
+/// request, and this one got 401 although its issuer was about to publish the key.
+#[test]
+fn a_parked_request_waits_for_its_own_issuers_keys() {
+    const ISS2: &str = "https://api-gw-service-nmn.local/mock/realms/shasta";
+    let config = config_with(json!({"issuers": [
+        {"issuer": ISS, "jwks": {"cluster": "keycloak", "authority": "kc", "path": "/jwks"}},
+        {"issuer": ISS2, "jwks": {"cluster": "keycloak", "authority": "kc", "path": "/mock/jwks"}},
+    ]}));
+    let mut vm = Vm::new(config, Rc::new(MemoryStore::default()), NOW_MS);
+    let fetch_of = |vm: &Vm, path: &str| {
+        vm.host
+            .pending
+            .iter()
+            .find(|(_, p)| p.cluster == "keycloak" && p.path == path)
+            .map(|(t, _)| *t)
+    };
+    vm.tick();
+    let first = fetch_of(&vm, "/jwks").expect("first source fetched");
+    let second = fetch_of(&vm, "/mock/jwks").expect("second source fetched");
+    vm.answer(first, Some(200), &jwks_doc(&[(0, "sig-1")]));
+    vm.answer(second, Some(200), &jwks_doc(&[(0, "mock-1")]));
+    vm.host.now_ms += 10_000;
+
+    // Key 1 signs for both issuers under a kid neither has published yet.
+    let theirs = token("admin", &["admin"], "mock-2", 1, json!({ "iss": ISS2 }));
+    let ours = token("admin", &["admin"], "sig-2", 1, json!({}));
+    let (c2, _) = vm.request(&put(&theirs));
+    assert_eq!(vm.g.phase(c2), Some(Phase::Parked));
+    vm.tick();
+    let second = fetch_of(&vm, "/mock/jwks").expect("its issuer's keys are refetched");
+    assert_eq!(fetch_of(&vm, "/jwks"), None, "no one waits for the first's");
+    let (c1, _) = vm.request(&put(&ours));
+    assert_eq!(vm.g.phase(c1), Some(Phase::Parked));
+    vm.tick();
+    let first = fetch_of(&vm, "/jwks").expect("now the first's too");
+
+    // The first issuer's rotation lands: its request goes on, the other one keeps waiting.
+    vm.answer(first, Some(200), &jwks_doc(&[(0, "sig-1"), (1, "sig-2")]));
+    vm.tick();
+    assert_eq!(vm.g.phase(c1), Some(Phase::CallingSts));
+    assert_eq!(
+        vm.g.phase(c2),
+        Some(Phase::Parked),
+        "{:?}",
+        vm.status_of(c2)
+    );
+    // Its own issuer publishes the key: it mints.
+    vm.answer(
+        second,
+        Some(200),
+        &jwks_doc(&[(0, "mock-1"), (1, "mock-2")]),
+    );
+    vm.tick();
+    assert_eq!(vm.g.phase(c2), Some(Phase::CallingSts));
+    for sts in vm.sts_pending() {
+        vm.answer(sts, Some(200), OK_XML.as_bytes());
+    }
+    assert_eq!((vm.status_of(c1), vm.status_of(c2)), (Some(201), Some(201)));
+}
+
 /// A refetch after a rotation serves stale keys (an HTTP cache, an issuer node that has not
 /// seen the rotation): the new kid is refused at once only within `min_refetch_seconds` (5 s),
 /// then a token signed with it may wait for a refetch again, and mints.

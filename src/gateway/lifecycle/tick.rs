@@ -14,7 +14,8 @@ impl Gateway {
         self.worker.sync_keys(&*host);
         let mut claimed = self.worker.claim_due_fetches(&*host, now);
         if !self.parking.is_empty() {
-            for i in self.worker.claim_refetches(&*host, now) {
+            let waited_for = self.parking.waiting_sources();
+            for i in self.worker.claim_refetches(&*host, now, &waited_for) {
                 if !claimed.contains(&i) {
                     claimed.push(i);
                 }
@@ -105,14 +106,14 @@ impl Gateway {
     /// at most [`RESUME_PER_CALL`] per call, the rest on the next (fast) tick.
     pub(super) fn resume<H: Host>(&mut self, host: &mut H) {
         let now = host.now_ms();
-        let generation = self.worker.keys_generation();
-        for due in self.parking.take_due(now, generation, RESUME_PER_CALL) {
+        let versions = self.worker.keys_versions().to_vec();
+        for due in self.parking.take_due(now, &versions, RESUME_PER_CALL) {
             let wait = Wait::Over {
-                keys_changed: due.generation != generation,
+                keys_changed: versions.get(due.source) != Some(&due.version),
             };
             self.verify(host, due.ctx, due.ask, due.started_ms, now, wait);
         }
-        let more = self.parking.any_due(now, self.worker.keys_generation());
+        let more = self.parking.any_due(now, self.worker.keys_versions());
         self.tick_fast(host, more);
     }
 
