@@ -14,7 +14,7 @@ use crate::host::wire;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Status(pub u32);
 
-pub const NOT_FOUND: Status = Status(1);
+const NOT_FOUND: Status = Status(1);
 
 #[derive(Debug, Clone, Copy)]
 #[repr(u32)]

@@ -145,7 +145,7 @@ fn default_parking_bytes() -> usize {
     4 * 1024 * 1024
 }
 
-pub const ALGORITHMS: &[&str] = &[
+const ALGORITHMS: &[&str] = &[
     "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "EdDSA",
 ];
 

@@ -14,11 +14,7 @@ use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
 
 /// The only algorithm this module speaks.
-pub const ALGORITHM: &str = "AWS4-HMAC-SHA256";
-
-/// Hex SHA-256 of the empty payload (GET requests, empty bodies).
-pub const EMPTY_PAYLOAD_SHA256: &str =
-    "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+const ALGORITHM: &str = "AWS4-HMAC-SHA256";
 
 /// The derived `kSigning` key. Debug is redacted: it is as good as the secret for one day.
 #[derive(Clone, PartialEq, Eq)]
@@ -169,7 +165,7 @@ pub struct UtcDateTime {
 }
 
 impl UtcDateTime {
-    pub fn from_unix(unix_seconds: u64) -> Self {
+    fn from_unix(unix_seconds: u64) -> Self {
         let days = unix_seconds / 86_400;
         let secs = unix_seconds % 86_400;
         let (year, month, day) = civil_from_days(days);
@@ -212,7 +208,8 @@ pub fn amz_date(unix_seconds: u64) -> String {
 }
 
 /// `YYYYMMDD`, the date of the credential scope.
-pub fn date_stamp(unix_seconds: u64) -> String {
+#[cfg(test)]
+fn date_stamp(unix_seconds: u64) -> String {
     let t = UtcDateTime::from_unix(unix_seconds);
     format!("{:04}{:02}{:02}", t.year, t.month, t.day)
 }
@@ -248,7 +245,7 @@ pub enum PathMode {
 }
 
 /// Canonical URI of a *decoded* path (`/example space/` → `/example%20space/`), encoded once.
-pub fn canonical_uri(path: &str, mode: PathMode) -> String {
+fn canonical_uri(path: &str, mode: PathMode) -> String {
     match mode {
         PathMode::AsIs => {
             if path.is_empty() {
@@ -284,7 +281,7 @@ pub fn canonical_uri(path: &str, mode: PathMode) -> String {
 
 /// Canonical query string from *decoded* (name, value) pairs: each encoded, sorted by encoded name
 /// then encoded value (byte order), joined with `&`.
-pub fn canonical_query(pairs: &[(&str, &str)]) -> String {
+fn canonical_query(pairs: &[(&str, &str)]) -> String {
     let mut encoded: Vec<(String, String)> = pairs
         .iter()
         .map(|(k, v)| (uri_encode(k, false), uri_encode(v, false)))
@@ -316,7 +313,7 @@ fn trim_all(value: &str) -> String {
 
 /// Canonical headers (`name:value\n` each, names lowercased and sorted, values trimmed, repeated
 /// names joined with `,` in the order given) and the matching signed-headers list.
-pub fn canonical_headers(headers: &[(&str, &str)]) -> (String, String) {
+fn canonical_headers(headers: &[(&str, &str)]) -> (String, String) {
     let mut map: BTreeMap<String, String> = BTreeMap::new();
     for (name, value) in headers {
         let value = trim_all(value);
@@ -382,7 +379,7 @@ pub struct CanonicalRequest {
     pub signed_headers: String,
 }
 
-pub fn canonical_request(req: &Request<'_>) -> CanonicalRequest {
+fn canonical_request(req: &Request<'_>) -> CanonicalRequest {
     let (headers, signed_headers) = canonical_headers(req.headers);
     let uri = canonical_uri(req.path, req.path_mode);
     let query = canonical_query(req.query);
@@ -406,7 +403,7 @@ pub fn canonical_request(req: &Request<'_>) -> CanonicalRequest {
     }
 }
 
-pub fn string_to_sign(amz_date: &str, scope: &Scope<'_>, canonical_request: &str) -> String {
+fn string_to_sign(amz_date: &str, scope: &Scope<'_>, canonical_request: &str) -> String {
     let mut out = String::with_capacity(ALGORITHM.len() + amz_date.len() + 64 + 64 + 3);
     // Writing into a String cannot fail.
     let _ = write!(
@@ -423,7 +420,7 @@ pub fn signature(key: &SigningKey, string_to_sign: &str) -> String {
 }
 
 /// `AWS4-HMAC-SHA256 Credential=<akid>/<scope>, SignedHeaders=<list>, Signature=<hex>`.
-pub fn authorization_header(
+fn authorization_header(
     access_key_id: &str,
     scope: &Scope<'_>,
     signed_headers: &str,

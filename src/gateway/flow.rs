@@ -98,7 +98,7 @@ pub struct Worker {
 
 /// Bound of the absent-kid memory: entries are digests, so this is also its bound in bytes
 /// (about 64 KiB).
-pub const MAX_ABSENT_KIDS: usize = 1024;
+const MAX_ABSENT_KIDS: usize = 1024;
 
 impl Worker {
     pub fn new(config: Config) -> Worker {
@@ -499,13 +499,15 @@ impl Worker {
     }
 
     /// RGW's answer (or its absence) → the token route's answer.
-    pub fn sts_reply(&self, answer: StsAnswer<'_>) -> Result<Reply, Error> {
+    #[cfg(test)]
+    fn sts_reply(&self, answer: StsAnswer<'_>) -> Result<Reply, Error> {
         self.sts_reply_for(Endpoint::Token, answer)
     }
 
     /// RGW's answer (or its absence) → the answer of the endpoint the request came through:
     /// `PUT token`'s 201 or `GET credentials`'s 200. Errors are the same for both.
-    pub fn sts_reply_for(&self, endpoint: Endpoint, answer: StsAnswer<'_>) -> Result<Reply, Error> {
+    #[cfg(test)]
+    fn sts_reply_for(&self, endpoint: Endpoint, answer: StsAnswer<'_>) -> Result<Reply, Error> {
         self.sts_credentials(answer)
             .and_then(|creds| self.credentials_reply_for(endpoint, &creds))
     }
@@ -536,11 +538,6 @@ impl Worker {
             Err(StsError::Rgw { status, code }) => Err(Error::Rgw { status, code }),
             Err(StsError::Malformed(why)) => Err(Error::RgwBadAnswer(why)),
         }
-    }
-
-    /// The token route's 201 for these credentials.
-    pub fn credentials_reply(&self, creds: &AssumedCredentials) -> Result<Reply, Error> {
-        self.credentials_reply_for(Endpoint::Token, creds)
     }
 
     /// The answer for these credentials of the endpoint the request came through: `PUT token`'s
@@ -576,7 +573,7 @@ impl Worker {
     }
 
     #[cfg(test)]
-    pub fn signing_key_derivations(&self) -> u64 {
+    fn signing_key_derivations(&self) -> u64 {
         self.signing.derivations()
     }
 }

@@ -24,7 +24,7 @@ pub struct ReuseStore {
 }
 
 /// Longest credentials kept (RGW's are ~460 bytes); longer ones are not stored.
-pub const MAX_STORED_BYTES: usize = 4096;
+const MAX_STORED_BYTES: usize = 4096;
 
 impl ReuseStore {
     pub fn new(max_entries: usize, min_remaining_seconds: u64) -> ReuseStore {

@@ -20,7 +20,7 @@
 //! Defining a metric is per VM; Envoy merges equal names.
 
 /// Every label a reply can carry (`Reply::reason`), each its own counter.
-pub const REASONS: &[&str] = &[
+const REASONS: &[&str] = &[
     "minted",
     "healthz",
     "not_found",

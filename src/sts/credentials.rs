@@ -179,7 +179,7 @@ fn parse_utc(rfc3339: &str) -> Result<UtcTime, ExpirationError> {
 /// `2026-11-30T00:57:59.260716106Z` → `2026-11-30T00:57:59.260716+00:00`.
 ///
 /// Accepts what [`parse_utc`] accepts.
-pub fn convert_expiration(rfc3339: &str) -> Result<String, ExpirationError> {
+fn convert_expiration(rfc3339: &str) -> Result<String, ExpirationError> {
     let UtcTime {
         year,
         month,
@@ -197,7 +197,7 @@ pub fn convert_expiration(rfc3339: &str) -> Result<String, ExpirationError> {
 /// `2026-11-30T00:57:59.260716106Z` → `2026-11-30T00:57:59Z`: whole seconds, truncated, so
 /// never later than RGW's time. A leap second (`:60`) becomes `:59`: SDKs' date parsers
 /// (Python's `datetime`) refuse second 60.
-pub fn container_expiration(rfc3339: &str) -> Result<String, ExpirationError> {
+fn container_expiration(rfc3339: &str) -> Result<String, ExpirationError> {
     let UtcTime {
         year,
         month,

@@ -6,8 +6,8 @@
 
 use crate::crypto::sigv4::{self, PathMode, Request, Scope, SigningKeyCache};
 
-pub const CONTENT_TYPE: &str = "application/x-www-form-urlencoded; charset=utf-8";
-pub const STS_VERSION: &str = "2011-06-15";
+const CONTENT_TYPE: &str = "application/x-www-form-urlencoded; charset=utf-8";
+const STS_VERSION: &str = "2011-06-15";
 
 /// What one AssumeRole call needs besides the secret and the time.
 #[derive(Debug, Clone, Copy)]
@@ -33,7 +33,8 @@ pub struct AssumeRoleRequest {
 
 impl AssumeRoleRequest {
     /// The headers as borrowed pairs, the shape `dispatch_http_call` takes.
-    pub fn header_refs(&self) -> Vec<(&str, &str)> {
+    #[cfg(test)]
+    fn header_refs(&self) -> Vec<(&str, &str)> {
         self.headers.iter().map(|(n, v)| (*n, v.as_str())).collect()
     }
 
@@ -60,7 +61,7 @@ impl core::fmt::Debug for AssumeRoleRequest {
 
 /// `Action=AssumeRole&Version=2011-06-15&RoleArn=...&RoleSessionName=...&DurationSeconds=...`
 /// (then `&Policy=...` when set), each value percent-encoded.
-pub fn form_body(p: &AssumeRoleParams<'_>) -> String {
+fn form_body(p: &AssumeRoleParams<'_>) -> String {
     let duration = p.duration_seconds.to_string();
     let mut fields: Vec<(&str, &str)> = vec![
         ("Action", "AssumeRole"),

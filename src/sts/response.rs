@@ -20,7 +20,7 @@ pub const MAX_BODY_BYTES: usize = 64 * 1024;
 const NODES_LIMIT: u32 = 2048;
 
 /// Longest error code kept; it ends up in an error body.
-pub const MAX_CODE_LEN: usize = 64;
+const MAX_CODE_LEN: usize = 64;
 
 /// Used when a failed answer carries no usable `<Code>`.
 pub const UNKNOWN_CODE: &str = "Unknown";
@@ -160,7 +160,7 @@ fn error_code(body: &[u8]) -> String {
 }
 
 /// Keep `[A-Za-z0-9]`, at most [`MAX_CODE_LEN`] characters: the code is echoed in our error body.
-pub fn sanitize_code(code: &str) -> String {
+fn sanitize_code(code: &str) -> String {
     code.chars()
         .filter(char::is_ascii_alphanumeric)
         .take(MAX_CODE_LEN)

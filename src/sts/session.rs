@@ -15,7 +15,7 @@
 //! The result always matches `^[A-Za-z0-9_=,.@-]{10,64}$`.
 
 /// RGW's limit on `RoleSessionName`.
-pub const MAX_LEN: usize = 64;
+const MAX_LEN: usize = 64;
 const SUFFIX_LEN: usize = 8;
 /// Room for `<who>` after `-` and the suffix.
 const MAX_WHO_LEN: usize = MAX_LEN - 1 - SUFFIX_LEN;

@@ -58,7 +58,7 @@ impl TokenCache {
 
 impl<S: BuildHasher> TokenCache<S> {
     /// With a given hash of tokens (tests: one where every token collides).
-    pub fn with_hasher(capacity: usize, max_bytes: usize, hasher: S) -> Self {
+    fn with_hasher(capacity: usize, max_bytes: usize, hasher: S) -> Self {
         TokenCache {
             capacity,
             max_bytes,
@@ -83,7 +83,8 @@ impl<S: BuildHasher> TokenCache<S> {
     }
 
     /// Length of the eviction index: equal to [`TokenCache::len`] at all times.
-    pub fn order_len(&self) -> usize {
+    #[cfg(test)]
+    fn order_len(&self) -> usize {
         self.order.len()
     }
 

@@ -149,7 +149,8 @@ impl<S: SharedStore> JwksStore<'_, S> {
     }
 
     /// Some VM is fetching this source right now: a request missing a key may wait for it.
-    pub fn fetch_in_flight(&self, now_ms: u64) -> bool {
+    #[cfg(test)]
+    fn fetch_in_flight(&self, now_ms: u64) -> bool {
         self.meta().0.lease_until_ms > now_ms
     }
 
