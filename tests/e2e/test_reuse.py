@@ -10,7 +10,9 @@ from concurrent.futures import ThreadPoolExecutor
 
 import requests
 
+from conftest import Stack
 from helpers import TOKEN_PATH
+from misbehaving import Misbehaving
 
 REUSE = {"reuse": {"min_remaining_seconds": 600}, "tenants": {"names": ["blue"], "scope_admins": True}}
 
@@ -67,7 +69,15 @@ def test_reused_credentials_are_the_same_and_work(stack):
 
 
 def test_concurrent_requests_of_one_caller_share_rgw_calls(stack):
-    with stack.envoy_variant(plugin_overrides=REUSE):
+    # RGW answers through a proxy that holds each answer 0.5 s, so the 16 requests (sent
+    # together) surely arrive while their worker's call is in flight, however loaded the
+    # machine: without it, a slow client thread could come after the call and be reused instead.
+    overrides = {**REUSE, "rgw": {"cluster": "slow_rgw", "timeout_ms": 5000}}
+    with (
+        Misbehaving(upstream=stack.rgw_endpoint) as srv,
+        stack.envoy_variant(plugin_overrides=overrides, extra_clusters=[Stack.cluster("slow_rgw", srv.port)]),
+    ):
+        srv.behave("slow", delay=0.5)
         token = stack.control_token(username="testuser")
         before = counters(stack)
         # All 16 leave together, so some arrive while their worker's RGW call is in flight.
