@@ -1,0 +1,155 @@
+"""`make bench-instr`: the filter's own work per request, in instructions counted by callgrind.
+
+Builds the path harness of tests/rsa-bench natively (`--features instr`: the gateway's request
+path, `Gateway::on_request` to the reply and the end of the stream, with the simulated host in
+place of Envoy) and runs it under `valgrind --tool=callgrind --toggle-collect=*instr::measured*`:
+only the requests inside `measured` are counted, not the start, the JWKS load or the warm-up. Each
+scenario runs with N and 2N requests; instructions per request = (I(2N) - I(N)) / N, so what the
+first measured requests pay once (a growing table, a first allocation) drops out too.
+
+Scenarios (the ones of `make bench`): b a cached token, minting through a simulated RGW answer;
+c a new token on every request (RSA verification each time); f (b) with reuse on.
+Stages: each instruction is charged to the source file it comes from (debug line tables keep
+inlined code's own file), or for the standard library to the function it was inlined into; the
+table maps files to stages (token, RSA, SHA-256, JSON, SigV4, RGW's XML answer, reply, allocator,
+other). The inputs are fixed (tokens with a fixed `iat`, the host's clock at that time), so the
+counts repeat: the whole measurement runs INSTR_REPEAT times (default 2) and the largest
+difference between repeats is printed. Writes target/bench/instr.json.
+INSTR_N (default 200) sets N.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+HARNESS = REPO / "tests" / "rsa-bench"
+WORK = REPO / "target" / "instr"
+OUT = REPO / "target" / "bench"
+N = int(os.environ.get("INSTR_N", "200"))
+REPEAT = int(os.environ.get("INSTR_REPEAT", "2"))
+SCENARIOS = os.environ.get("INSTR_SCENARIOS", "b,c,f").split(",")
+IAT = 1_900_000_000  # 2030-03-17: the tokens' iat and the simulated host's clock
+WARM_UP = 20  # instr.rs
+
+# (stage, pattern on the source file or, for std/libc code, on the function), first match wins.
+STAGES = [
+    ("RSA", r"/crypto/rsa_math\.rs|/crypto/rsa_sig\.rs|rsa_math::"),
+    ("SHA-256", r"/sha2-|/digest-|/block-buffer-|sha2::"),
+    ("JSON", r"/serde_json-|/serde-|/serde_core-|serde_json::"),
+    ("SigV4", r"/crypto/sigv4\.rs|/sts/request\.rs|/sts/session\.rs|sigv4::"),
+    (
+        "token (parse, checks, cache)",
+        r"/token/|/base64-|/ct-codecs-|/jwt-simple-|/coarsetime-|/policy/|base64::|ct_codecs::|hash::sip|hash_one",
+    ),
+    ("RGW's XML answer", r"/sts/response\.rs|/roxmltree-|roxmltree::"),
+    ("reply (JSON body)", r"/sts/credentials\.rs|credentials::"),
+    ("allocator, memcpy", r"malloc|free|realloc|mem(cpy|move|set|cmp)|alloc::|raw_vec|RawVec"),
+    ("simulated host, harness", r"/host/sim\.rs|/rsa-bench/src/|host::sim"),
+]
+OTHER = "other (gateway logic, formatting, hash maps)"
+LINE = re.compile(r"^\s*([\d,]+) \([ \d.]+%\)\s+(.*?)(?: \[[^\]]*\])?$")
+
+
+def sh(cmd: list[str], **kw) -> subprocess.CompletedProcess:
+    return subprocess.run(cmd, check=True, **kw)
+
+
+def build() -> tuple[Path, Path]:
+    env = {**os.environ, "CARGO_PROFILE_RELEASE_DEBUG": "line-tables-only"}
+    for feature in ("gen", "instr"):
+        sh(
+            ["nice", "-n", "10", "cargo", "build", "-q", "--release", "--features", feature]
+            + ["--target-dir", str(WORK / feature)],
+            cwd=HARNESS,
+            env=env,
+        )
+    tokens = WORK / "tokens"
+    if not (tokens / "tokens.txt").exists() or len((tokens / "tokens.txt").read_text().split()) < WARM_UP + 2 * N:
+        sh([str(WORK / "gen" / "release" / "rsa-bench"), str(tokens), str(WARM_UP + 2 * N), str(IAT)])
+    return WORK / "instr" / "release" / "rsa-bench", tokens
+
+
+def callgrind(driver: Path, tokens: Path, scenario: str, n: int) -> dict[str, int]:
+    """Instructions inside `measured`, per stage."""
+    out = WORK / f"callgrind.{scenario}.{n}"
+    sh(
+        ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", "--toggle-collect=*instr::measured*"]
+        + [str(driver), str(tokens), str(IAT), scenario, str(n)],
+        capture_output=True,
+    )
+    text = sh(
+        ["callgrind_annotate", "--auto=no", "--inclusive=no", "--threshold=100", str(out)],
+        capture_output=True,
+        text=True,
+    ).stdout
+    stages: dict[str, int] = {}
+    listing = text.split("file:function", 1)[1]
+    for line in listing.splitlines():
+        m = LINE.match(line)
+        if not m:
+            continue
+        count, where = int(m.group(1).replace(",", "")), m.group(2)
+        file, _, func = where.partition(":")
+        # Code of the standard library or libc is charged by the function it ran in.
+        key = func if file.startswith(("/rustc/", "./", "???")) or "/rust/deps/" in file else where
+        stage = next((s for s, pat in STAGES if re.search(pat, key)), OTHER)
+        stages[stage] = stages.get(stage, 0) + count
+    total = int(re.search(r"([\d,]+) \([ \d.]+%\)\s+PROGRAM TOTALS", text).group(1).replace(",", ""))
+    stages["total"] = total
+    return stages
+
+
+def measure(driver: Path, tokens: Path) -> dict[str, dict[str, float]]:
+    result = {}
+    for s in SCENARIOS:
+        one, two = callgrind(driver, tokens, s, N), callgrind(driver, tokens, s, 2 * N)
+        result[s] = {k: (two.get(k, 0) - one.get(k, 0)) / N for k in set(one) | set(two)}
+    return result
+
+
+def main() -> int:
+    OUT.mkdir(parents=True, exist_ok=True)
+    driver, tokens = build()
+    repeats = [measure(driver, tokens) for _ in range(REPEAT)]
+    last = repeats[-1]
+    spread = {
+        s: (max(r[s]["total"] for r in repeats) - min(r[s]["total"] for r in repeats)) / last[s]["total"] * 100
+        for s in SCENARIOS
+    }
+    names = [s for s, _ in STAGES] + [OTHER]
+    print(f"\ninstructions per request (x86-64, callgrind; N={N} and 2N, {REPEAT} repeats)")
+    print(f"{'stage':46}" + "".join(f"{s:>18}" for s in SCENARIOS))
+    for name in names:
+        cells = "".join(
+            f"{last[s].get(name, 0):>10,.0f} {100 * last[s].get(name, 0) / last[s]['total']:5.1f} %" for s in SCENARIOS
+        )
+        print(f"{name:46}{cells}")
+    print(f"{'total':46}" + "".join(f"{last[s]['total']:>18,.0f}" for s in SCENARIOS))
+    for i, r in enumerate(repeats):
+        print(f"repeat {i + 1}: " + ", ".join(f"{s} {r[s]['total']:,.0f}" for s in SCENARIOS))
+    print("largest difference between repeats: " + ", ".join(f"{s} {spread[s]:.3f} %" for s in SCENARIOS))
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True)
+    doc = {
+        "commit": commit.stdout.strip(),
+        "n": N,
+        "unit": "x86-64 instructions per request (callgrind Ir), native build of the path harness",
+        "repeats": repeats,
+        "difference_percent": spread,
+    }
+    (OUT / "instr.json").write_text(json.dumps(doc, indent=2) + "\n")
+    print(f"summary: {OUT / 'instr.json'}")
+    bad = [s for s in SCENARIOS if spread[s] > 1.0]
+    if bad:
+        print(f"WARNING: repeats differ by more than 1 % for {', '.join(bad)}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
