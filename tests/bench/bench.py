@@ -19,9 +19,10 @@ BENCH_SECONDS (default 3) each, then round 2 the same, and so on for BENCH_ROUND
 rounds, so that a slow minute on the shared machine hits every scenario alike. A ratio (b/a, c/a,
 e_proxy/a, f/a, b/e_proxy) is computed in each round from that round's runs; the summary gives
 the median over the rounds with the lowest and highest round beside it. CPU per request comes from
-/proc/<pid>/stat of Envoy and radosgw. A noise reference (`openssl speed rsa2048` on one core and
-the load average) is taken at the start and at the end; a WARNING is printed when either moved by
-more than 10 %. Writes target/bench/summary.json (every round's runs, the medians, the ratios, the
+/proc/<pid>/stat of Envoy and radosgw. A noise reference (`openssl speed -elapsed rsa2048` on one core and
+the load average) is taken at the start and at the end, and the CPU time other jobs took during the
+rounds is measured; a WARNING is printed when openssl moved by more than 10 % or other jobs took
+more than 10 % of a core. Writes target/bench/summary.json (every round's runs, the medians, the ratios, the
 noise reference) and prints a table. The bench brings up its own stack (test ports, state in
 target/bench-stack) and stops it after.
 """
@@ -170,9 +171,11 @@ def bench_envoy(doc: dict) -> dict:
 
 
 def noise_reference() -> dict:
-    """`openssl speed rsa2048` pinned to one core (sign/s, verify/s) and the load average."""
+    """`openssl speed -elapsed rsa2048` pinned to one core (sign/s, verify/s) and the load average.
+    -elapsed: per second of wall-clock time, so that a neighbour taking the core shows (by
+    default openssl divides by its own CPU time, which a busy machine hardly changes)."""
     out = subprocess.run(
-        ["taskset", "-c", "0", "openssl", "speed", "-seconds", "2", "rsa2048"],
+        ["taskset", "-c", "0", "openssl", "speed", "-elapsed", "-seconds", "2", "rsa2048"],
         capture_output=True,
         text=True,
         timeout=120,
@@ -187,17 +190,34 @@ def noise_reference() -> dict:
     }
 
 
-def noise_warnings(start: dict, end: dict) -> list[str]:
+def busy_s() -> float:
+    """CPU seconds the whole machine spent busy (all cores, steal included) since boot."""
+    f = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    user, nice, system, _idle, _iowait, irq, softirq, steal = f[:8]
+    return (user + nice + system + irq + softirq + steal) / CLK_TCK
+
+
+def own_s(st: Stack) -> float:
+    """CPU seconds of the bench's own processes: Envoy, radosgw, and this process with its
+    children (wrk, openssl)."""
+    t = os.times()
+    return (
+        (cpu_ms(st.envoy.pid()) + cpu_ms(st.rgw.pid())) / 1000 + t.user + t.system + t.children_user + t.children_system
+    )
+
+
+def noise_warnings(start: dict, end: dict, others_cores: float) -> list[str]:
     warnings = []
-    for key in ("openssl_rsa2048_sign_per_s", "loadavg_1m"):
-        a, b = start[key], end[key]
-        if a is None or b is None:
-            warnings.append(f"{key}: not measured")
-            continue
-        # A load average near 0 makes any change a large relative one: compare against 1 at least.
-        moved = abs(b - a) / max(abs(a), 1.0 if key == "loadavg_1m" else 1e-9)
-        if moved > 0.10:
-            warnings.append(f"{key} moved by {moved * 100:.0f} % ({a:g} -> {b:g})")
+    a, b = start["openssl_rsa2048_sign_per_s"], end["openssl_rsa2048_sign_per_s"]
+    if a is None or b is None:
+        warnings.append("openssl speed: not measured")
+    elif abs(b - a) / a > 0.10:
+        warnings.append(f"openssl rsa2048 sign/s on one core moved by {abs(b - a) / a * 100:.0f} % ({a:g} -> {b:g})")
+    # The 1-minute load average at the end includes the bench's own processes (2-3 on this
+    # machine), so it is printed, not compared: what other jobs took during the rounds is
+    # measured instead, as the machine's busy time minus the bench's own CPU time.
+    if others_cores > 0.10:
+        warnings.append(f"other jobs used {others_cores:.2f} cores on average during the rounds")
     return warnings
 
 
@@ -240,10 +260,12 @@ def run(st: Stack, noise_start: dict, started: float) -> int:
         "d_plain": (http + "/plain/healthz", {}),
     }
     scenarios = {k: every[k] for k in SCENARIOS}
+    t0, busy0, own0 = time.monotonic(), busy_s(), own_s(st)
     rounds = measure(st, scenarios)
+    others_cores = max(0.0, (busy_s() - busy0) - (own_s(st) - own0)) / (time.monotonic() - t0)
     noise_end = noise_reference()
     print(f"noise reference at the end: {json.dumps(noise_end)}", flush=True)
-    summary = build_summary(st, rounds, noise_start, noise_end, time.monotonic() - started)
+    summary = build_summary(st, rounds, noise_start, noise_end, others_cores, time.monotonic() - started)
     (OUT / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     print_table(summary)
     return 0
@@ -302,7 +324,9 @@ def spread(values: list[float]) -> dict:
     }
 
 
-def build_summary(st: Stack, rows: list[dict], noise_start: dict, noise_end: dict, elapsed: float) -> dict:
+def build_summary(
+    st: Stack, rows: list[dict], noise_start: dict, noise_end: dict, others_cores: float, elapsed: float
+) -> dict:
     have = {r["scenario"] for r in rows}
     cells = []
     for c in CONNECTIONS:
@@ -350,7 +374,12 @@ def build_summary(st: Stack, rows: list[dict], noise_start: dict, noise_end: dic
         "rounds": ROUNDS,
         "duration_s": DURATION,
         "elapsed_s": round(elapsed),
-        "noise": {"start": noise_start, "end": noise_end, "warnings": noise_warnings(noise_start, noise_end)},
+        "noise": {
+            "start": noise_start,
+            "end": noise_end,
+            "others_cores": round(others_cores, 3),
+            "warnings": noise_warnings(noise_start, noise_end, others_cores),
+        },
         "cells": cells,
         "ratios": ratios,
         "goals": goals,
@@ -399,7 +428,9 @@ def print_table(s: dict) -> None:
     n = s["noise"]
     print(
         f"noise reference: openssl rsa2048 sign/s on one core {n['start']['openssl_rsa2048_sign_per_s']} -> "
-        f"{n['end']['openssl_rsa2048_sign_per_s']}, load average {n['start']['loadavg_1m']} -> {n['end']['loadavg_1m']}"
+        f"{n['end']['openssl_rsa2048_sign_per_s']}, load average {n['start']['loadavg_1m']} -> "
+        f"{n['end']['loadavg_1m']} (the bench's own processes included), "
+        f"other jobs {n['others_cores']:.2f} cores during the rounds"
     )
     for w in n["warnings"]:
         print(f"WARNING: the machine's speed moved during the bench: {w}")

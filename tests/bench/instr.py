@@ -13,8 +13,10 @@ Stages: each instruction is charged to the source file it comes from (debug line
 inlined code's own file), or for the standard library to the function it was inlined into; the
 table maps files to stages (token, RSA, SHA-256, JSON, SigV4, RGW's XML answer, reply, allocator,
 other). The inputs are fixed (tokens with a fixed `iat`, the host's clock at that time), so the
-counts repeat: the whole measurement runs INSTR_REPEAT times (default 2) and the largest
-difference between repeats is printed. Writes target/bench/instr.json.
+counts repeat (the native build allocates with dlmalloc, as wasi-libc does in the module: glibc's
+malloc took paths that varied by up to 1 % of b and f between identical runs): the whole
+measurement runs INSTR_REPEAT times (default 2) and the largest difference between repeats is
+printed. Writes target/bench/instr.json.
 INSTR_N (default 200) sets N.
 
 The same harness built for wasm32-wasip1 runs in node's V8 (the engine Envoy embeds) under
@@ -50,18 +52,22 @@ WARM_UP = 20  # instr.rs
 
 # (stage, pattern on the source file or, for std/libc code, on the function), first match wins.
 STAGES = [
-    ("RSA", r"/crypto/rsa_math\.rs|/crypto/rsa_sig\.rs|rsa_math::"),
+    ("RSA", r"/crypto/rsa_math\.rs|/crypto/rsa_sig\.rs|rsa_math::|rsa_sig::"),
     ("SHA-256", r"/sha2-|/digest-|/block-buffer-|sha2::"),
     ("JSON", r"/serde_json-|/serde-|/serde_core-|serde_json::"),
-    ("SigV4", r"/crypto/sigv4\.rs|/sts/request\.rs|/sts/session\.rs|sigv4::"),
+    ("SigV4", r"/crypto/sigv4\.rs|/sts/request\.rs|/sts/session\.rs|sigv4::|sts::request::|sts::session::"),
     (
         "token (parse, checks, cache)",
-        r"/token/|/base64-|/ct-codecs-|/jwt-simple-|/coarsetime-|/policy/|base64::|ct_codecs::|hash::sip|hash_one",
+        r"/token/|/base64-|/ct-codecs-|/jwt-simple-|/coarsetime-|/policy/|token::|policy::|base64::|ct_codecs::"
+        r"|jwt_simple::|hash::sip|hash_one|DefaultHasher",
     ),
-    ("RGW's XML answer", r"/sts/response\.rs|/roxmltree-|roxmltree::"),
-    ("reply (JSON body)", r"/sts/credentials\.rs|credentials::"),
-    ("allocator, memcpy", r"malloc|free|realloc|mem(cpy|move|set|cmp)|alloc::|raw_vec|RawVec"),
-    ("simulated host, harness", r"/host/sim\.rs|/rsa-bench/src/|host::sim"),
+    ("RGW's XML answer", r"/sts/response\.rs|/roxmltree-|/memchr-|roxmltree::|sts::response::|memchr::count"),
+    ("reply (JSON body)", r"/sts/credentials\.rs|sts::credentials::"),
+    (
+        "allocator, memcpy",
+        r"malloc|free|realloc|unlink_chunk|mem(cpy|move|set|cmp)|__rust_alloc|__rdl_|__rust_dealloc|alloc::|raw_vec|RawVec",
+    ),
+    ("simulated host, harness", r"/host/sim\.rs|/rsa-bench/src/|host::sim|rsa_bench::"),
 ]
 OTHER = "other (gateway logic, formatting, hash maps)"
 LINE = re.compile(r"^\s*([\d,]+) \([ \d.]+%\)\s+(.*?)(?: \[[^\]]*\])?$")
