@@ -246,8 +246,10 @@ e2e: deps build-crash build ## end-to-end tests on the test stack (PYTEST_ARGS=.
 	@trap '$(VENV_PY) tests/stack/stack.py --test down >/dev/null 2>&1 || true' EXIT; \
 	$(VENV)/bin/pytest tests/e2e -v $(PYTEST_ARGS)
 
-# Benchmarks on their own stack (test ports, target/bench-stack/): prints a table and writes
-# target/bench/summary.json. BENCH_CONNECTIONS, BENCH_RUNS, BENCH_SECONDS tune it.
+# Benchmarks on their own stack (test ports, target/bench-stack/), in interleaved rounds: prints
+# each ratio as median [lowest-highest round] and writes target/bench/summary.json (every round).
+# BENCH_ROUNDS (6), BENCH_SECONDS (3), BENCH_CONNECTIONS (1,8,32), BENCH_SCENARIOS tune it (~5.5 min).
+# Run it under `flock /tmp/sts-stack.lock` on a shared machine.
 bench: deps build ## benchmarks on their own stack: a table, target/bench/summary.json
 	$(VENV_PY) tests/bench/bench.py
 

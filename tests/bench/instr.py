@@ -24,7 +24,8 @@ callgrind too, for the total the module costs per request in compiled wasm: node
 --single-threaded --no-liftoff --no-wasm-tier-up --predictable (TurboFan only, compiled on the main
 thread, no background threads), N and 2N requests, the whole process counted (callgrind cannot
 see the JIT's functions, so no stages here; node's start and the wasm compilation, about 2.2
-billion instructions, cancel in the difference). INSTR_V8_N (default 100) sets its N; INSTR_V8=0
+billion instructions, cancel in the difference). INSTR_V8_N (default 400) sets its N: node's own
+variation (up to about 130,000 instructions a run) is then under 0.5 % of f's difference; INSTR_V8=0
 skips it (it takes about 4 minutes).
 """
 
@@ -45,7 +46,7 @@ N = int(os.environ.get("INSTR_N", "200"))
 REPEAT = int(os.environ.get("INSTR_REPEAT", "2"))
 SCENARIOS = os.environ.get("INSTR_SCENARIOS", "b,c,f").split(",")
 V8 = os.environ.get("INSTR_V8", "1") != "0"
-V8_N = int(os.environ.get("INSTR_V8_N", "100"))
+V8_N = int(os.environ.get("INSTR_V8_N", "400"))
 V8_FLAGS = ["--single-threaded", "--no-liftoff", "--no-wasm-tier-up", "--predictable", "--no-warnings"]
 IAT = 1_900_000_000  # 2030-03-17: the tokens' iat and the simulated host's clock
 WARM_UP = 20  # instr.rs
@@ -93,8 +94,9 @@ def build() -> tuple[Path, Path]:
             cwd=HARNESS,
         )
     tokens = WORK / "tokens"
-    if not (tokens / "tokens.txt").exists() or len((tokens / "tokens.txt").read_text().split()) < WARM_UP + 2 * N:
-        sh([str(WORK / "gen" / "release" / "rsa-bench"), str(tokens), str(WARM_UP + 2 * N), str(IAT)])
+    need = WARM_UP + 2 * max(N, V8_N if V8 else 0)
+    if not (tokens / "tokens.txt").exists() or len((tokens / "tokens.txt").read_text().split()) < need:
+        sh([str(WORK / "gen" / "release" / "rsa-bench"), str(tokens), str(need), str(IAT)])
     return WORK / "instr" / "release" / "rsa-bench", tokens
 
 
