@@ -59,7 +59,8 @@ STAGES = [
     ("SigV4", r"/crypto/sigv4\.rs|/sts/request\.rs|/sts/session\.rs|sigv4::|sts::request::|sts::session::"),
     (
         "token (parse, checks, cache)",
-        r"/token/|/base64-|/ct-codecs-|/jwt-simple-|/coarsetime-|/policy/|token::|policy::|base64::|ct_codecs::"
+        r"/token/|/crypto/jws\.rs|/base64-|/ct-codecs-|/jwt-simple-|/coarsetime-|/policy/|token::|jws::|policy::"
+        r"|base64::|ct_codecs::"
         r"|jwt_simple::|hash::sip|hash_one|DefaultHasher",
     ),
     ("RGW's XML answer", r"/sts/response\.rs|/roxmltree-|/memchr-|roxmltree::|sts::response::|memchr::count"),
