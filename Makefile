@@ -31,7 +31,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 TOKEN_USER := $(if $(filter command line,$(origin USER)),$(USER),admin)
 
 .PHONY: help deps deps-apt deps-node deps-rust deps-fuzz deps-python deps-npm deps-sdk build build-crash up down status env token run \
-        test lint unit soak e2e manifests release bench clean fuzz fuzz-smoke load load-short \
+        test lint unit soak e2e manifests release bench bench-instr clean fuzz fuzz-smoke load load-short \
         istio-manifests deps-istio istio-e2e \
         module-test fuzz-module
 
@@ -246,10 +246,21 @@ e2e: deps build-crash build ## end-to-end tests on the test stack (PYTEST_ARGS=.
 	@trap '$(VENV_PY) tests/stack/stack.py --test down >/dev/null 2>&1 || true' EXIT; \
 	$(VENV)/bin/pytest tests/e2e -v $(PYTEST_ARGS)
 
-# Benchmarks on their own stack (test ports, target/bench-stack/): prints a table and writes
-# target/bench/summary.json. BENCH_CONNECTIONS, BENCH_RUNS, BENCH_SECONDS tune it.
+# Benchmarks on their own stack (test ports, target/bench-stack/), in interleaved rounds: prints
+# each ratio as median [lowest-highest round] and writes target/bench/summary.json (every round).
+# BENCH_ROUNDS (6), BENCH_SECONDS (3), BENCH_CONNECTIONS (1,8,32), BENCH_SCENARIOS tune it (~5.5 min).
+# Run it under `flock /tmp/sts-stack.lock` on a shared machine.
 bench: deps build ## benchmarks on their own stack: a table, target/bench/summary.json
 	$(VENV_PY) tests/bench/bench.py
+
+# The filter's own work per request in instructions (callgrind on the native path harness of
+# tests/rsa-bench, scenarios b, c, f, stage shares): no stack, no timing, the same count on every
+# run. INSTR_N requests (default 200), INSTR_REPEAT repeats (default 2). Writes target/bench/instr.json.
+bench-instr: deps-rust deps-python ## instructions per request and per stage (callgrind), target/bench/instr.json
+	@dpkg-query -W -f='$${Status}' valgrind 2>/dev/null | grep -q "install ok installed" || { \
+	  echo "deps: installing Debian package valgrind"; $(SUDO) apt-get update -q; \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q --no-install-recommends valgrind; }
+	$(VENV_PY) tests/bench/instr.py
 
 # Fuzzing: cargo-fuzz crate in tests/fuzz (targets token, jwks, sts_xml, rs256,
 # config); libFuzzer writes new inputs to target/fuzz-corpus/<t>, the committed seeds in

@@ -1,7 +1,8 @@
 -- wrk script: replays one request whose method, path, headers and body come from a file
 -- (REQUEST_FILE: first line "METHOD PATH", then "Name: value" lines, a blank line, the body),
 -- or PUTs /apis/sts/token with bearer tokens from TOKENS_FILE (one per line, cycled; each
--- thread starts at its own offset so concurrent connections present different tokens).
+-- thread starts at its own offset so concurrent connections present different tokens, plus
+-- TOKEN_OFFSET if set).
 -- Answers other than EXPECT_STATUS (default 2xx) are counted and reported as errors.
 local tokens, req_method, req_path, req_headers, req_body = {}, "GET", "/", {}, nil
 local expect = tonumber(os.getenv("EXPECT_STATUS") or "0")
@@ -19,7 +20,7 @@ function init(args)
   if tf then
     for line in io.lines(tf) do if #line > 0 then tokens[#tokens + 1] = line end end
     req_method, req_path = "PUT", os.getenv("TOKEN_PATH") or "/apis/sts/token"
-    next_token = math.floor((#tokens / 2) * (id - 1)) % #tokens
+    next_token = (math.floor((#tokens / 2) * (id - 1)) + tonumber(os.getenv("TOKEN_OFFSET") or "0")) % #tokens
   end
   local rf = os.getenv("REQUEST_FILE")
   if rf then

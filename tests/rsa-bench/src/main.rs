@@ -1,5 +1,6 @@
 //! One RS256 backend (a cargo feature) timed on a 2048- and a 4096-bit key: `run.sh` builds it for
 //! wasm32-wasip1 and runs it in node (V8). Prints microseconds per verification.
+#![allow(unused_imports, dead_code, unreachable_code)]
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use sha2::{Digest, Sha256};
@@ -178,6 +179,10 @@ mod b {
 
 #[cfg(feature = "path")]
 mod path;
+#[cfg(feature = "instr")]
+mod instr;
+#[cfg(feature = "ec")]
+mod ec;
 #[cfg(feature = "gen")]
 mod gen;
 
@@ -187,6 +192,16 @@ fn main() {
         gen::run();
         return;
     }
+    #[cfg(feature = "instr")]
+    {
+        instr::run();
+        return;
+    }
+    #[cfg(feature = "ec")]
+    {
+        ec::run();
+        return;
+    }
     #[cfg(feature = "path")]
     {
         path::run();
@@ -194,6 +209,8 @@ fn main() {
     }
     #[cfg(feature = "gw")]
     parts();
+    #[cfg(any(feature = "jwt", feature = "rsa09", feature = "rsa010", feature = "numbig", feature = "lazy",
+              feature = "hand32", feature = "hand64", feature = "gw", feature = "gw_sig"))]
     for (bits, n, token) in [
         (2048, &include_bytes!("../data/n2048.bin")[..], include_str!("../data/token2048.txt")),
         (4096, &include_bytes!("../data/n4096.bin")[..], include_str!("../data/token4096.txt")),

@@ -15,6 +15,20 @@ use sts_gateway::host::sim::SimHost;
 const OK_XML: &str = "<AssumeRoleResponse><AssumeRoleResult><Credentials><AccessKeyId>nEffVHB6D9aV8oNWipJ</AccessKeyId><Expiration>2030-11-30T00:57:59.260716106Z</Expiration><SecretAccessKey>EJBVsecretEJBVsecretEJBVsecret</SecretAccessKey><SessionToken>7MSXtoken7MSXtoken7MSXtoken7MSXtoken7MSXtoken7MSXtoken7MSXtoken7MSXtoken7MSXtoken7MSXtoken7MSXtoken7MSXtoken</SessionToken></Credentials></AssumeRoleResult></AssumeRoleResponse>";
 
 fn gateway(reuse: bool) -> (Gateway, SimHost) {
+    #[allow(unused_mut)]
+    let mut extra: Vec<(String, Vec<u8>)> = Vec::new();
+    #[cfg(feature = "pathc")]
+    extra.push(("g".into(), include_bytes!(concat!(env!("CTOK_DIR"), "/n.bin")).to_vec()));
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    gateway_with(reuse, &extra, now_ms)
+}
+
+/// The gateway with its JWKS loaded: the harness's key "k" plus `extra` (kid, modulus), with the
+/// simulated host's clock at `now_ms`.
+pub(crate) fn gateway_with(reuse: bool, extra: &[(String, Vec<u8>)], now_ms: u64) -> (Gateway, SimHost) {
     let mut v = serde_json::json!({
         "issuers": [{"issuer": "https://issuer.example", "jwks": {"cluster": "keycloak", "authority": "kc", "path": "/jwks"}}],
         "allow_any_authenticated": true, "rules": [], "audience": "sts",
@@ -26,10 +40,6 @@ fn gateway(reuse: bool) -> (Gateway, SimHost) {
     }
     let config = Config::parse(v.to_string().as_bytes(), &|_| None).unwrap();
     let mut g = Gateway::new(config);
-    let now_ms = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as u64;
     let mut host = SimHost::new(Rc::new(MemoryStore::default()), now_ms);
     host.enter(1);
     g.on_tick(&mut host, 1 << 20);
@@ -37,9 +47,9 @@ fn gateway(reuse: bool) -> (Gateway, SimHost) {
     host.pending.remove(&token);
     let n = URL_SAFE_NO_PAD.encode(include_bytes!("../data/n2048.bin"));
     let mut keys = vec![serde_json::json!({"kty": "RSA", "kid": "k", "n": n, "e": "AQAB"})];
-    #[cfg(feature = "pathc")]
-    keys.push(serde_json::json!({"kty": "RSA", "kid": "g", "e": "AQAB",
-        "n": URL_SAFE_NO_PAD.encode(include_bytes!(concat!(env!("CTOK_DIR"), "/n.bin")))}));
+    for (kid, n) in extra {
+        keys.push(serde_json::json!({"kty": "RSA", "kid": kid, "e": "AQAB", "n": URL_SAFE_NO_PAD.encode(n)}));
+    }
     let doc = serde_json::json!({ "keys": keys }).to_string();
     host.set_answer(Some(200), doc.as_bytes());
     g.on_callout_answer(&mut host, token, 1, doc.len());
@@ -48,7 +58,7 @@ fn gateway(reuse: bool) -> (Gateway, SimHost) {
 }
 
 /// One request from arrival to the end of its stream; panics unless it got a 201.
-fn mint(g: &mut Gateway, host: &mut SimHost, ctx: u32, headers: &[(String, String)]) {
+pub(crate) fn mint(g: &mut Gateway, host: &mut SimHost, ctx: u32, headers: &[(String, String)]) {
     host.live.insert(ctx);
     host.enter(ctx);
     if let Action::Pause = g.on_request(host, ctx, headers) {
@@ -67,7 +77,7 @@ fn mint(g: &mut Gateway, host: &mut SimHost, ctx: u32, headers: &[(String, Strin
     g.on_stream_end(host, ctx);
 }
 
-fn bearer(token: &str) -> Vec<(String, String)> {
+pub(crate) fn bearer(token: &str) -> Vec<(String, String)> {
     vec![
         (":method".into(), "PUT".into()),
         (":path".into(), "/apis/sts/token".into()),
