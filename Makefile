@@ -24,13 +24,13 @@ PYTEST_ARGS ?=
 
 # Debian packages the stack and the tests need (ceph: mon, osd, radosgw, CLI; wrk for load).
 APT_PKGS := ceph-mon ceph-osd radosgw ceph-common wrk binaryen openssl curl ca-certificates \
-            python3 python3-venv gcc libc6-dev
+            python3 python3-venv gcc libc6-dev openjdk-17-jre-headless maven
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 # `USER` is also the login name in the environment: only a command-line USER= counts.
 TOKEN_USER := $(if $(filter command line,$(origin USER)),$(USER),admin)
 
-.PHONY: help deps deps-apt deps-node deps-rust deps-fuzz deps-python deps-npm deps-sdk build build-crash up down status env token run \
+.PHONY: help deps deps-apt deps-node deps-rust deps-fuzz deps-python deps-npm deps-sdk deps-keycloak build build-crash up down status env token run \
         test lint unit soak e2e manifests release bench bench-instr clean fuzz fuzz-smoke load load-short \
         istio-manifests deps-istio istio-e2e \
         module-test fuzz-module
@@ -41,7 +41,7 @@ help: ## this list
 
 # ---------------------------------------------------------------- dependencies (idempotent)
 
-deps: deps-apt deps-node deps-rust deps-fuzz deps-python deps-npm deps-sdk ## install what is missing (Debian packages, Rust target, cargo-fuzz, .venv, npm, SDK clients)
+deps: deps-apt deps-node deps-rust deps-fuzz deps-python deps-npm deps-sdk deps-keycloak ## install what is missing (Debian packages, Rust target, cargo-fuzz, .venv, npm, SDK clients, Keycloak)
 
 deps-apt: ## the Debian packages (ceph, wrk, binaryen, ...), with sudo if not root
 	@missing=""; \
@@ -98,6 +98,11 @@ deps-npm: $(NPM_STAMP) ## the issuer's npm packages (npm ci)
 $(NPM_STAMP): $(ISSUER_DIR)/package-lock.json $(ISSUER_DIR)/package.json | deps-node
 	cd $(ISSUER_DIR) && npm ci --no-audit --no-fund --loglevel=error
 	@touch $@
+
+# Keycloak (the stack's issuer) from Maven Central: download (cached in ~/.m2), unpack into
+# target/keycloak/, `kc.sh build` once, the realm file imported once into a template database.
+deps-keycloak: deps-apt ## Keycloak from Maven Central into target/keycloak/ (built and realm imported once)
+	@tests/stack/keycloak/install.sh
 
 # ---------------------------------------------------------------- build
 

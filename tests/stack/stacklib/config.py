@@ -26,6 +26,8 @@ DEFAULT_PORTS = {
     "issuer": 8081,  # OIDC issuer (oauth2-mock-server)
     "control": 8082,  # issuer test-control API
     "mon": 3300,  # Ceph mon (msgr v2)
+    "keycloak": 28081,  # Keycloak (http, /keycloak/...), Envoy cluster `keycloak`
+    "keycloak_mgmt": 29000,  # Keycloak's management interface (bound, unused: no health/metrics)
 }
 PORT_ENV = {
     "https": "STACK_HTTPS_PORT",
@@ -35,6 +37,8 @@ PORT_ENV = {
     "issuer": "STACK_ISSUER_PORT",
     "control": "STACK_ISSUER_CONTROL_PORT",
     "mon": "STACK_MON_PORT",
+    "keycloak": "STACK_KEYCLOAK_PORT",
+    "keycloak_mgmt": "STACK_KEYCLOAK_MGMT_PORT",
 }
 TEST_PORT_OFFSET = 10000
 
@@ -56,7 +60,12 @@ class Config:
     access_key: str = DEV_ACCESS_KEY
     secret_key: str = DEV_SECRET_KEY
     rgw_sts_key: str = DEV_RGW_STS_KEY
+    # Keycloak's issuer, as the gateway serves it (the field's URL).
     issuer_url: str = f"https://{GATEWAY_HOST}/keycloak/realms/{REALM}"
+    # The mock issuer's (oauth2-mock-server): its own URL, a second issuer of the plugin.
+    mock_issuer_url: str = f"https://{GATEWAY_HOST}/mock/realms/{REALM}"
+    keycloak_home: Path = REPO / "target" / "keycloak" / "keycloak-26.5.6"
+    keycloak_start_timeout: float = 240.0
     envoy_bin: Path = REPO / ".venv" / "bin" / "envoy"
     wasm: Path = REPO / "target" / "sts_gateway.wasm"
     node_bin: str = "node"
@@ -90,12 +99,16 @@ class Config:
             ("secret_key", "STACK_STS_SECRET_ACCESS_KEY"),
             ("rgw_sts_key", "STACK_RGW_STS_KEY"),
             ("issuer_url", "STACK_ISSUER_URL"),
+            ("mock_issuer_url", "STACK_MOCK_ISSUER_URL"),
+            ("keycloak_home", "STACK_KEYCLOAK_HOME"),
             ("envoy_bin", "STACK_ENVOY_BIN"),
             ("wasm", "STACK_WASM"),
             ("node_bin", "STACK_NODE_BIN"),
         ]:
             if env.get(var):
                 kw[attr] = env[var]
+        if "keycloak_home" in kw:
+            kw["keycloak_home"] = Path(kw["keycloak_home"]).resolve()
         if "envoy_bin" in kw:
             kw["envoy_bin"] = Path(kw["envoy_bin"])
         if "wasm" in kw:
@@ -184,6 +197,8 @@ class Config:
             "OIDC_CERTS_URL": self.certs_url,
             "OIDC_CLIENT_ID": CLIENT_ID,
             "ISSUER_URL_DIRECT": self.issuer_direct_url,
+            "MOCK_ISSUER": self.mock_issuer_url,
+            "KEYCLOAK_URL_DIRECT": f"http://127.0.0.1:{self.ports['keycloak']}/keycloak",
             "ISSUER_CONTROL_URL": self.control_url,
             "STS_ACCESS_KEY_ID": self.access_key,
             "STS_SECRET_ACCESS_KEY": self.secret_key,

@@ -29,7 +29,7 @@ class IssuerMixin:
         logf = self.cfg.log_dir / "issuer.log"
         env = dict(
             os.environ,
-            ISSUER_URL=self.cfg.issuer_url,
+            ISSUER_URL=self.cfg.mock_issuer_url,
             ISSUER_HOST="127.0.0.1",
             ISSUER_PORT=str(self.cfg.ports["issuer"]),
             ISSUER_CONTROL_PORT=str(self.cfg.ports["control"]),

@@ -15,11 +15,12 @@ from .client import ClientMixin
 from .config import GATEWAY_HOST, ISSUER_DIR, PORT_ENV, Config, StackError
 from .envoy import EnvoyMixin
 from .issuer import IssuerMixin
+from .keycloak import KeycloakMixin
 from .procs import Part, log, port_open, stop_parts
 from .tls import TlsMixin
 
 
-class Stack(TlsMixin, CephMixin, IssuerMixin, EnvoyMixin, ClientMixin):
+class Stack(TlsMixin, CephMixin, IssuerMixin, KeycloakMixin, EnvoyMixin, ClientMixin):
     """Start, stop and use the local stack. All public helpers are what tests use."""
 
     def __init__(self, cfg: Config):
@@ -28,6 +29,7 @@ class Stack(TlsMixin, CephMixin, IssuerMixin, EnvoyMixin, ClientMixin):
         sd = f"{cfg.state_dir}/"  # every part's command line names a file under the state dir
         self.envoy = Part("envoy", rd / "envoy.pid", sd)
         self.issuer = Part("issuer", rd / "issuer.pid", sd)
+        self.keycloak = Part("keycloak", rd / "keycloak.pid", sd)
         self.mon = Part("ceph-mon", rd / "mon.a.pid", sd)
         self.osd = Part("ceph-osd", rd / "osd.0.pid", sd)
         self.rgw = Part("radosgw", rd / "client.rgw.gw.pid", sd)
@@ -38,7 +40,7 @@ class Stack(TlsMixin, CephMixin, IssuerMixin, EnvoyMixin, ClientMixin):
     # ---- public attributes used by tests
     @property
     def parts(self) -> list[Part]:
-        return [self.envoy, self.issuer, self.rgw, self.osd, self.mon]
+        return [self.envoy, self.issuer, self.keycloak, self.rgw, self.osd, self.mon]
 
     @property
     def gateway_url(self) -> str:
@@ -106,6 +108,7 @@ class Stack(TlsMixin, CephMixin, IssuerMixin, EnvoyMixin, ClientMixin):
             raise StackError("the issuer's npm packages are missing: run `make deps` first")
         self.ensure_ceph()
         self.ensure_issuer()
+        self.ensure_keycloak()
         self.ensure_envoy()
         self.write_env()
         log(f"{cfg.name} up in {time.monotonic() - t0:.1f}s; env: {cfg.state_dir / 'env.sh'}")
@@ -123,6 +126,8 @@ class Stack(TlsMixin, CephMixin, IssuerMixin, EnvoyMixin, ClientMixin):
         self._procs.clear()
         # Ceph's data lives in memory (memstore): nothing to keep once its daemons stopped.
         shutil.rmtree(self.cfg.ceph_dir, ignore_errors=True)
+        # Keycloak's database is a copy of the template (make deps): the committed realm comes back.
+        shutil.rmtree(self.cfg.state_dir / "keycloak", ignore_errors=True)
         with contextlib.suppress(FileNotFoundError):
             (self.cfg.state_dir / "env.sh").unlink()
 
@@ -150,6 +155,8 @@ class Stack(TlsMixin, CephMixin, IssuerMixin, EnvoyMixin, ClientMixin):
             self.start_rgw()
         if not self.issuer.alive():
             self.start_issuer()
+        if not self.keycloak.alive():
+            self.ensure_keycloak()
         if self._envoy_variant or not self.envoy.alive():
             self.restart_envoy()
 
