@@ -94,7 +94,7 @@ def test_curl_example(stack):
 def test_python_client_example(stack):
     """The Python client (requests_oauthlib password grant, then PUT) pointed at the gateway:
     201 and credentials that work."""
-    token, sts_response = python_client_example(stack, username="testuser", password="secret")
+    token, sts_response = python_client_example(stack, username="testuser")
     assert sts_response.status_code == 201, sts_response.text
     assert jwt_claims(token["access_token"])["preferred_username"] == "testuser"
     use_with_boto3(sts_response.json()["Credentials"])

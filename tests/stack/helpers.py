@@ -46,10 +46,11 @@ def rss_kb(pid: int | None) -> int | None:
     return None
 
 
-def python_client_example(stack, username: str = "testuser", password: str = "anything"):  # type: ignore[no-untyped-def]
+def python_client_example(stack, username: str = "testuser", password: str | None = None):  # type: ignore[no-untyped-def]
     """The Python client of the token service as clients run it (requests_oauthlib password
     grant with client `shasta` in realm `shasta`, then PUT the token path with the session),
-    pointed at this stack's gateway. Returns (the OAuth2 token dict, the PUT's response)."""
+    pointed at this stack's gateway. Keycloak's users have their name as password (the default).
+    Returns (the OAuth2 token dict, the PUT's response)."""
     import oauthlib.oauth2
     import requests_oauthlib
 
@@ -66,6 +67,7 @@ def python_client_example(stack, username: str = "testuser", password: str = "an
         auto_refresh_kwargs={"client_id": client_id},
     )
     session.verify = stack.ca_file
+    password = password or username
     token = session.fetch_token(token_url=token_url, client_id=client_id, username=username, password=password)
     return token, session.put(sts_url)
 

@@ -30,7 +30,8 @@ KEYCLOAK_CACHE = REPO / "target" / "keycloak"
 KEYCLOAK_HOME = KEYCLOAK_CACHE / f"keycloak-{KEYCLOAK_VERSION}"
 REALM_FILE = REPO / "tests" / "stack" / "keycloak" / "realm-shasta.json"
 TEMPLATE_DB = KEYCLOAK_CACHE / "template-db"
-# The bootstrap administrator of the master realm (admin REST API); DEV-ONLY, loopback only.
+# The realm's administrator (client role realm-admin of realm-management, in the realm file): the
+# tests' admin REST API calls on realm shasta. DEV-ONLY password, loopback only.
 KC_ADMIN_USER = "kcadmin"
 KC_ADMIN_PASSWORD = "devonly-kcadmin"  # noqa: S105  (a throw-away local value)
 # The Keycloak server's own path prefix (build option http-relative-path): Envoy forwards
@@ -98,8 +99,6 @@ class KeycloakMixin:
         logf = self.cfg.log_dir / "keycloak.log"
         env = dict(
             os.environ,
-            KC_BOOTSTRAP_ADMIN_USERNAME=KC_ADMIN_USER,
-            KC_BOOTSTRAP_ADMIN_PASSWORD=KC_ADMIN_PASSWORD,
             # A small heap and the C1 compiler only: faster start on a small machine.
             JAVA_OPTS_KC_HEAP="-Xms64m -Xmx512m",
             JAVA_OPTS_APPEND="-XX:TieredStopAtLevel=1",
@@ -163,7 +162,7 @@ class KeycloakMixin:
         if tok is not None and tok[1] > time.monotonic():
             return tok[0]
         d = self._kc_form(
-            "/realms/master/protocol/openid-connect/token",
+            f"/realms/{REALM}/protocol/openid-connect/token",
             {
                 "grant_type": "password",
                 "client_id": "admin-cli",
@@ -174,9 +173,10 @@ class KeycloakMixin:
         self._kc_admin = (d["access_token"], time.monotonic() + min(30, d.get("expires_in", 60) - 10))
         return d["access_token"]
 
-    def kc_admin(self, method: str, path: str, body: Any = None) -> Any:
+    def kc_admin(self, method: str, path: str, body: Any = None, retry: bool = True) -> Any:
         """A call to Keycloak's admin REST API (/admin/realms/...); returns the JSON answer, or
-        for a 201 the id at the end of its Location header."""
+        for a 201 the id at the end of its Location header. The administrator's token is cached;
+        a 401 (its signing key was removed by a test) gets one retry with a new token."""
         req = urllib.request.Request(
             f"{self.keycloak_url}/admin{path}",
             data=None if body is None else json.dumps(body).encode(),
@@ -190,6 +190,9 @@ class KeycloakMixin:
                 raw = r.read()
                 return json.loads(raw) if raw else None
         except urllib.error.HTTPError as e:
+            if e.code == 401 and retry:
+                self._kc_admin = None
+                return self.kc_admin(method, path, body, retry=False)
             raise StackError(f"Keycloak admin {method} {path}: {e.code} {e.read().decode()}") from None
 
     def kc_realm_id(self, realm: str = REALM) -> str:
