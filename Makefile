@@ -99,9 +99,10 @@ $(NPM_STAMP): $(ISSUER_DIR)/package-lock.json $(ISSUER_DIR)/package.json | deps-
 	cd $(ISSUER_DIR) && npm ci --no-audit --no-fund --loglevel=error
 	@touch $@
 
-# Keycloak (the stack's issuer) from Maven Central: download (cached in ~/.m2), unpack into
-# target/keycloak/, `kc.sh build` once, the realm file imported once into a template database.
-deps-keycloak: deps-apt ## Keycloak from Maven Central into target/keycloak/ (built and realm imported once)
+# Keycloak (the stack's issuer) from Maven Central with mvn (the download cached in
+# ~/.cache/sts-gateway/keycloak/m2), unpacked into target/keycloak/, `kc.sh build` once, the realm
+# file imported once into a template database. Needs Java 17+ and Maven (APT_PKGS).
+deps-keycloak: deps-apt ## Keycloak from Maven Central (cached in ~/.cache/sts-gateway/) into target/keycloak/
 	@tests/stack/keycloak/install.sh
 
 # ---------------------------------------------------------------- build

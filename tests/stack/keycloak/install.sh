@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs Keycloak for the local stack (make deps-keycloak), idempotent:
-#   1. org.keycloak:keycloak-quarkus-dist:<version>:tar.gz from Maven Central (mvn dependency:get,
-#      cached in ~/.m2), unpacked into target/keycloak/keycloak-<version>/;
+#   1. org.keycloak:keycloak-quarkus-dist:<version>:tar.gz from Maven Central (mvn dependency:get
+#      into its own local repository, ~/.cache/sts-gateway/keycloak/m2: the download is cached per
+#      machine, shared by every checkout), unpacked into target/keycloak/keycloak-<version>/;
 #   2. `kc.sh build` once with the stack's build-time options (re-run only when they change);
 #   3. `kc.sh import` of tests/stack/keycloak/realm-shasta.json into a template H2 database
 #      (target/keycloak/template-db/), re-run only when the realm file or the build changes.
@@ -26,12 +27,12 @@ if [ "${java_major:-0}" -lt 17 ]; then
   echo "deps-keycloak: Keycloak $VERSION needs OpenJDK 17, 21 or 25 (found $java_major)" >&2; exit 1
 fi
 
-m2=${MAVEN_REPO:-$HOME/.m2/repository}
+m2=${KEYCLOAK_CACHE_DIR:-$HOME/.cache/sts-gateway/keycloak}/m2
 tarball=$m2/org/keycloak/keycloak-quarkus-dist/$VERSION/keycloak-quarkus-dist-$VERSION.tar.gz
 if [ ! -f "$KC_HOME/bin/kc.sh" ]; then
   if [ ! -f "$tarball" ]; then
     echo "deps-keycloak: downloading org.keycloak:keycloak-quarkus-dist:$VERSION:tar.gz (Maven Central, ~160 MB)"
-    mvn -B -q dependency:get -Dtransitive=false -Dartifact="org.keycloak:keycloak-quarkus-dist:$VERSION:tar.gz"
+    mvn -B -q -Dmaven.repo.local="$m2" dependency:get -Dtransitive=false -Dartifact="org.keycloak:keycloak-quarkus-dist:$VERSION:tar.gz"
   fi
   mkdir -p "$CACHE"
   rm -rf "$KC_HOME.tmp" && mkdir -p "$KC_HOME.tmp"

@@ -3,8 +3,9 @@ target/keycloak/ with dev-file storage (H2) on loopback, the realm `shasta` of
 tests/stack/keycloak/realm-shasta.json, and its admin REST API (key providers for rotation).
 
 `make deps` (tests/stack/keycloak/install.sh) downloads `org.keycloak:keycloak-quarkus-dist`
-with Maven (cached in ~/.m2), unpacks it, runs `kc.sh build` once (the build-time options below)
-and `kc.sh import` once into a template database. `up` copies that template into the stack's
+with Maven (cached in ~/.cache/sts-gateway/keycloak/m2), unpacks it into target/keycloak/, runs
+`kc.sh build` once (the build-time options below) and `kc.sh import` once into a template
+database. `up` copies that template into the stack's
 state directory and runs `kc.sh start --optimized`: no schema creation, no import, no
 augmentation at start. `down` discards the copy (the realm comes back as committed).
 """
