@@ -177,6 +177,7 @@ LOCAL_DEFAULTS = {
     "HTTPS_PORT": 8443,
     "HTTP_PORT": 8080,
     "RGW_PORT": 7480,
+    "KEYCLOAK_PORT": 28180,
     "ISSUER_PORT": 8081,
     "TLS_DIR": "target/stack/tls",
     "WASM": "target/sts_gateway.wasm",

@@ -224,16 +224,17 @@ def mesh_config() -> dict:
 
 
 def test_plugin_config(src: dict, cfg: Config) -> dict:
-    """The Istio target's plugin configuration with what only the test stack can answer: its
-    issuer URL (the tokens' `iss`), the mock issuer's JWKS path (/jwks; Keycloak's is
-    /keycloak/realms/shasta/protocol/openid-connect/certs) and RGW's address and role. The
+    """The Istio target's plugin configuration with what only the test stack can answer: the
+    mock issuer's URL (the tokens' `iss`: this suite mints the control API's tokens), its JWKS
+    path (/jwks; Keycloak's is /keycloak/realms/shasta/protocol/openid-connect/certs) and RGW's
+    address and role. The
     cluster names stay those of the manifests: istiod must generate them from the ServiceEntries."""
     pc = generate.plugin_config(src, "istio")
     for iss in pc["issuers"]:
         iss["jwks"]["path"] = "/jwks"
-    if cfg.issuer_url not in {i["issuer"] for i in pc["issuers"]}:
+    if cfg.mock_issuer_url not in {i["issuer"] for i in pc["issuers"]}:
         pc["issuers"].append(copy.deepcopy(pc["issuers"][0]))
-        pc["issuers"][-1]["issuer"] = cfg.issuer_url
+        pc["issuers"][-1]["issuer"] = cfg.mock_issuer_url
     pc["rgw"].update(authority=f"127.0.0.1:{cfg.ports['rgw']}", endpoint_url=cfg.rgw_endpoint, role_arn=cfg.role_arn)
     return pc
 

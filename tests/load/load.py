@@ -84,7 +84,8 @@ def main() -> int:
 
 def run(st: Stack, args: argparse.Namespace) -> int:
     # Refetch on an unknown kid at most once a second: the rotation is learned at once.
-    st.restart_envoy(plugin_overrides=lambda p: p["issuers"][0]["jwks"].update(min_refetch_seconds=1))
+    # The mock issuer alone (one JWKS source): its keys rotate, its tokens are the load.
+    st.restart_envoy(plugin_overrides=lambda p: st.mock_jwks(st.only_mock_issuer(p)).update(min_refetch_seconds=1))
     envoy_pid = st.envoy.pid()
     assert envoy_pid
     log_start = st.envoy_log_path.stat().st_size  # byte offset of this run in envoy.log

@@ -26,8 +26,9 @@ DEFAULT_PORTS = {
     "issuer": 8081,  # OIDC issuer (oauth2-mock-server)
     "control": 8082,  # issuer test-control API
     "mon": 3300,  # Ceph mon (msgr v2)
-    "keycloak": 28081,  # Keycloak (http, /keycloak/...), Envoy cluster `keycloak`
-    "keycloak_mgmt": 29000,  # Keycloak's management interface (bound, unused: no health/metrics)
+    # Keycloak: outside every stack's 8080-9901 range moved by 0, 10000 or 20000 (make istio-e2e).
+    "keycloak": 28180,  # Keycloak (http, /keycloak/...), Envoy cluster `keycloak`
+    "keycloak_mgmt": 29180,  # Keycloak's management interface (bound, unused: no health/metrics)
 }
 PORT_ENV = {
     "https": "STACK_HTTPS_PORT",

@@ -39,43 +39,7 @@ def deep_merge(base: dict, over: dict) -> dict:
     return base
 
 
-KEYCLOAK_CERTS_PATH = "/keycloak/realms/shasta/protocol/openid-connect/certs"
-MOCK_CLUSTER = "mock_issuer"
-NO_WASM = {
-    "envoy.filters.http.wasm": {"@type": "type.googleapis.com/envoy.config.route.v3.FilterConfig", "disabled": True}
-}
-
-
-def keycloak_routes(doc: dict) -> dict:
-    """envoy/envoy.yaml maps Keycloak's paths onto the mock issuer's (/token, /jwks); Keycloak
-    itself serves /keycloak/... (http-relative-path): forward every /keycloak/ path unchanged."""
-    for hcm in generator().http_connection_managers(doc):
-        for vh in hcm["route_config"]["virtual_hosts"]:
-            kept = []
-            for r in vh["routes"]:
-                if r.get("route", {}).get("cluster") == "keycloak":
-                    if r["match"].get("prefix") != "/keycloak/":
-                        continue
-                    r["route"].pop("regex_rewrite", None)
-                    r["route"].pop("prefix_rewrite", None)
-                kept.append(r)
-            vh["routes"] = kept
-    return doc
-
-
-def mock_issuer_route() -> dict:
-    """/mock/realms/<realm>/... to the mock issuer's own paths (/token, /jwks, ...)."""
-    return {
-        "match": {"prefix": "/mock/"},
-        "route": {
-            "cluster": MOCK_CLUSTER,
-            "regex_rewrite": {
-                "pattern": {"regex": "^/mock/realms/[^/]+/(protocol/openid-connect/)?"},
-                "substitution": "/",
-            },
-        },
-        "typed_per_filter_config": copy.deepcopy(NO_WASM),
-    }
+MOCK_CLUSTER = "mock_issuer"  # envoy/envoy.yaml.in: the mock issuer, routes /mock/...
 
 
 class EnvoyMixin:
@@ -97,13 +61,13 @@ class EnvoyMixin:
         generate = generator()
         cfg = self.cfg
         plugin = generate.plugin_config(generate.load_source(), "local")
-        # Two issuers: Keycloak (the field's issuer, cluster `keycloak`) first, then the mock
-        # issuer on its own URL (cluster `mock_issuer`) for the tests that sign hostile tokens.
-        mock = copy.deepcopy(plugin["issuers"][0])
+        # Two issuers: Keycloak (envoy/envoy.yaml's only one, the field's, cluster `keycloak`)
+        # first, then the mock issuer on its own URL (cluster `mock_issuer`, JWKS at /jwks) for
+        # the tests that need what Keycloak cannot do (hostile raw tokens, timed JWKS outages).
         plugin["issuers"][0]["issuer"] = cfg.issuer_url
-        plugin["issuers"][0]["jwks"]["path"] = KEYCLOAK_CERTS_PATH
+        mock = copy.deepcopy(plugin["issuers"][0])
         mock["issuer"] = cfg.mock_issuer_url
-        mock["jwks"]["cluster"] = MOCK_CLUSTER
+        mock["jwks"].update(cluster=MOCK_CLUSTER, path="/jwks")
         plugin["issuers"].append(mock)
         plugin["rgw"].update(
             authority=f"127.0.0.1:{cfg.ports['rgw']}", endpoint_url=cfg.rgw_endpoint, role_arn=cfg.role_arn
@@ -117,18 +81,30 @@ class EnvoyMixin:
             "HTTPS_PORT": cfg.ports["https"],
             "HTTP_PORT": cfg.ports["http"],
             "RGW_PORT": cfg.ports["rgw"],
-            "ISSUER_PORT": cfg.ports["keycloak"],
+            "KEYCLOAK_PORT": cfg.ports["keycloak"],
+            "ISSUER_PORT": cfg.ports["issuer"],
             "TLS_DIR": cfg.tls_dir,
             "WASM": cfg.wasm,
         }
         doc = generate.local_envoy(params, plugin)
-        keycloak_routes(doc)
-        generate.add_clusters(doc, [generate.static_cluster(MOCK_CLUSTER, cfg.ports["issuer"])])
-        generate.add_route(doc, mock_issuer_route())
         generate.add_clusters(doc, extra_clusters or [])
         if envoy_patch is not None:
             doc = envoy_patch(doc) or doc
         return doc
+
+    def mock_issuer_entry(self, plugin: dict) -> dict:
+        """The mock issuer's entry of a plugin configuration, found by its issuer URL."""
+        return next(i for i in plugin["issuers"] if i["issuer"] == self.cfg.mock_issuer_url)
+
+    def mock_jwks(self, plugin: dict) -> dict:
+        """The mock issuer's `jwks` settings in a plugin configuration (for plugin_overrides)."""
+        return self.mock_issuer_entry(plugin)["jwks"]
+
+    def only_mock_issuer(self, plugin: dict) -> dict:
+        """The plugin configuration with the mock issuer as its only issuer (one JWKS source):
+        for tests whose oracle counts JWKS fetches or times a kid-miss refetch of that source."""
+        plugin["issuers"] = [self.mock_issuer_entry(plugin)]
+        return plugin
 
     @staticmethod
     def plugin_config(doc: dict) -> dict:
