@@ -344,7 +344,9 @@ def test_key_rotation_concurrent_requests_wait_for_one_refetch(stack):
     proxy = DelayProxy(stack.cfg.ports["issuer"], delay=0.4)
 
     def slow_refetch(plugin):
-        plugin["issuers"][0]["jwks"].update(cluster="slow_keycloak", min_refetch_seconds=1)
+        # The mock issuer alone: one JWKS source, whose fetches the test counts.
+        stack.only_mock_issuer(plugin)
+        stack.mock_jwks(plugin).update(cluster="slow_keycloak", min_refetch_seconds=1)
         return plugin
 
     try:

@@ -23,6 +23,7 @@ import ssl
 import threading
 import time
 import urllib.request
+from collections.abc import Callable
 
 import pytest
 from cryptography.hazmat.primitives import serialization
@@ -114,6 +115,9 @@ class Guard:
         if not LOG_START:
             LOG_START.append(stack.envoy_log_path.stat().st_size)
         self.secrets: set[str] = {stack.sts_keys["secret_access_key"]}
+        # The next good request's token: Keycloak's (the default configuration's first issuer);
+        # a case that runs Envoy with the mock issuer alone sets the mock's (`mock_only`).
+        self.good_token = lambda: stack.token("admin")
         self.arm()
 
     def arm(self) -> None:
@@ -132,7 +136,7 @@ class Guard:
                     self.secrets.add(v.split(".")[2])  # a token's signature alone
 
     def good_request(self) -> dict:
-        token = self.stack.token("admin")
+        token = self.good_token()
         self.secret(token)
         r = mint(self.stack, token)
         assert r.status_code == 201, f"the next good request failed: {r.status_code} {r.text}"
@@ -168,6 +172,20 @@ def guard(stack: Stack):
 def restart(stack: Stack, guard: Guard, **kw) -> None:
     stack.restart_envoy(**kw)
     guard.arm()
+
+
+def mock_only(stack: Stack, guard: Guard, **jwks: int) -> Callable[[dict], dict]:
+    """A plugin override: the mock issuer as the only issuer (one JWKS source), with `jwks`
+    settings. For the cases that rotate the mock's keys and count on the kid-miss refetch of that
+    one source; the guard's next good request then uses a mock token."""
+
+    def edit(plugin: dict) -> dict:
+        stack.only_mock_issuer(plugin)
+        stack.mock_jwks(plugin).update(jwks)
+        return plugin
+
+    guard.good_token = lambda: stack.control_token("admin")
+    return edit
 
 
 def assert_problem(r, status: int) -> dict:
@@ -259,13 +277,13 @@ def test_no_kid_while_the_jwks_has_several_keys(stack, guard):
     # A variant, so the Envoy that learned the rotated JWKS is replaced after the test; it starts
     # with exactly one signing key, whatever earlier tests left in the issuer.
     stack.rotate_keys(keep_old=False)
-    restart(stack, guard, plugin_overrides=lambda p: p["issuers"][0]["jwks"].update(min_refetch_seconds=1))
+    restart(stack, guard, plugin_overrides=mock_only(stack, guard, min_refetch_seconds=1))
     old_kid = current_kid(stack)
     stack.rotate_keys(keep_old=True)
     assert len([k for k in stack.jwks()["keys"] if k.get("use") == "sig"]) == 2
     time.sleep(1.2)  # min_refetch_seconds since the fetch at Envoy's start
     # The new kid makes the filter refetch: it now knows both keys (on every worker).
-    seen = [mint(stack, stack.token("admin")).status_code for _ in range(6)]
+    seen = [mint(stack, stack.control_token("admin")).status_code for _ in range(6)]
     seen += [mint(stack, stack.control_token("admin", kid=old_kid)).status_code for _ in range(6)]
     assert seen == [201] * 12, seen
     token = stack.control_token("admin", header={"kid": None})
@@ -735,8 +753,11 @@ def hostile_jwks(stack) -> Misbehaving:
 
 
 def jwks_variant(stack: Stack, guard: Guard, srv: Misbehaving, **jwks: int) -> None:
+    """The mock issuer's JWKS source behind `srv`; Keycloak's (the first issuer) stays as it is,
+    so the guard's next good request (a Keycloak token) also shows the other source unharmed."""
+
     def edit(plugin: dict) -> None:
-        plugin["issuers"][0]["jwks"].update(
+        stack.mock_jwks(plugin).update(
             {
                 "cluster": "hostile_jwks",
                 "path": "/jwks",
@@ -777,7 +798,7 @@ def test_jwks_misbehaves(stack, guard, hostile_jwks, case):
     """From Envoy's start: 503 with Retry-After while no key was ever fetched, 201 once the JWKS
     answers; then the same misbehaviour on a refetch keeps the last good keys (201)."""
     behavior, kw = JWKS_CASES[case]
-    token = stack.token("admin")
+    token = stack.control_token("admin")
     guard.secret(token)
     try:
         hostile_jwks.behave(behavior, **kw)
@@ -812,7 +833,7 @@ def test_jwks_misbehaves(stack, guard, hostile_jwks, case):
 
 def test_jwks_over_max_bytes_is_refused(stack, guard, hostile_jwks):
     """A real JWKS padded past jwks.max_bytes (here 4 KiB) is refused although it is valid JSON."""
-    token = stack.token("admin")
+    token = stack.control_token("admin")
     guard.secret(token)
     padded = dict(stack.jwks(), padding="x" * 8192)
     hostile_jwks.behave("status", status=200, body=json.dumps(padded), content_type="application/json")
@@ -829,16 +850,17 @@ def test_jwks_over_max_bytes_is_refused(stack, guard, hostile_jwks):
 
 
 def test_issuer_down_when_envoy_starts_then_up(stack, guard):
-    old_token = stack.token("admin")
+    """The mock issuer down when Envoy starts (Keycloak, the other source, stays up)."""
+    old_token = stack.control_token("admin")
     guard.secret(old_token)
     stack.stop_issuer()
-    restart(stack, guard, plugin_overrides=lambda p: p["issuers"][0]["jwks"].update(retry_seconds=1), wait_keys=False)
+    restart(stack, guard, plugin_overrides=lambda p: stack.mock_jwks(p).update(retry_seconds=1), wait_keys=False)
     r = mint(stack, old_token)
     assert_problem(r, 503)
     assert r.headers["retry-after"].isdigit()
     assert "not available" in r.json()["detail"]
     stack.start_issuer()  # with new keys
-    token = stack.token("admin")
+    token = stack.control_token("admin")
     guard.secret(token)
     # retry_seconds 1 brings the new keys; the default refresh_seconds (300) would not, in time.
     took = wait_status(stack, token, 201, timeout=60)
@@ -849,8 +871,8 @@ def test_issuer_down_when_envoy_starts_then_up(stack, guard):
 def test_keys_rotated_while_traffic_runs(stack, guard):
     """Old kid gone, new kid present, with 4 clients minting all along: every request signed by a
     key the issuer publishes gets 201; the old kid's tokens get 401 once the filter refetched."""
-    restart(stack, guard, plugin_overrides=lambda p: p["issuers"][0]["jwks"].update(min_refetch_seconds=1))
-    state = {"token": stack.token("admin"), "published": {current_kid(stack)}}
+    restart(stack, guard, plugin_overrides=mock_only(stack, guard, min_refetch_seconds=1))
+    state = {"token": stack.control_token("admin"), "published": {current_kid(stack)}}
     guard.secret(state["token"])
     results: list[tuple[str, bool, int]] = []
     stop = threading.Event()

@@ -291,15 +291,11 @@ def test_keycloak_rotation_under_load(stack):
                     stack.kc_remove_key_provider(p["id"])
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="filter bug: a request parked on an unknown kid is verified again when the FIRST JWKS "
-    "source's refetch completes (keys generation changed), not when every source has refetched; "
-    "with two sources the faster one (the mock) answers it 401 before Keycloak's JWKS arrives",
-)
 def test_kid_miss_with_two_sources(stack):
     """The stack's default configuration (Keycloak and the mock issuer: two JWKS sources): a
-    token of a key Keycloak has just added must mint at once, as with one source."""
+    token of a key Keycloak has just added must mint at once, as with one source. Was a filter
+    bug: the request parked on the unknown kid was verified again when the FIRST source's
+    refetch completed (the mock's, faster), and got 401 before Keycloak's JWKS arrived."""
     new_id = stack.kc_add_key_provider("rsa-generated", priority=500, name="rsa-two-sources")
     try:
         token = stack.token("admin")

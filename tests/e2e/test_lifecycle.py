@@ -247,7 +247,9 @@ def test_key_refetch_survives_clients_that_reset(stack):
     with Misbehaving(upstream=stack.cfg.issuer_direct_url) as srv:
 
         def edit(plugin):
-            plugin["issuers"][0]["jwks"].update(
+            # The mock issuer alone (one JWKS source): its keys rotate here.
+            stack.only_mock_issuer(plugin)
+            stack.mock_jwks(plugin).update(
                 {"cluster": "slow_jwks", "path": "/jwks", "min_refetch_seconds": 1, "timeout_ms": 10000}
             )
             return plugin

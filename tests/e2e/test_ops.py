@@ -330,7 +330,8 @@ def test_rotation_through_ecds_without_restart(stack, tmp_path):
     old_plugin = json.loads(default_filter["config"]["configuration"]["value"])
     new_plugin = copy.deepcopy(old_plugin)
     new_plugin["rgw"].update(access_key_id=new_key, secret_access_key=new_secret)
-    new_plugin["issuers"].append({"issuer": new_issuer, "jwks": old_plugin["issuers"][0]["jwks"]})
+    # The new issuer shares the mock issuer's JWKS (its tokens are the control API's).
+    new_plugin["issuers"].append({"issuer": new_issuer, "jwks": stack.mock_jwks(old_plugin)})
     new_filter = copy.deepcopy(default_filter)
     new_filter["config"]["configuration"]["value"] = json.dumps(new_plugin)
 

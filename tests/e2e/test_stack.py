@@ -35,14 +35,24 @@ def gateway_jwks(stack) -> dict:
     return r.json()
 
 
-def verify_token(stack, token: str) -> dict:
-    """Check the signature against the JWKS served through the gateway; return the claims."""
+def mock_gateway_jwks(stack) -> dict:
+    """The mock issuer's JWKS through the gateway's /mock/ route."""
+    r = stack.gateway_request("GET", "/mock/realms/shasta/jwks")
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+def verify_token(stack, token: str, mock: bool = False) -> dict:
+    """Check the signature against the JWKS served through the gateway (Keycloak's, or the mock
+    issuer's); return the claims."""
     header = jwt.get_unverified_header(token)
-    keys = {k["kid"]: k for k in gateway_jwks(stack)["keys"]}
+    jwks = mock_gateway_jwks(stack) if mock else gateway_jwks(stack)
+    keys = {k["kid"]: k for k in jwks["keys"]}
     assert header["kid"] in keys, "token kid not in the JWKS"
     assert header["alg"] == "RS256"
     key = jwt.PyJWK(keys[header["kid"]])
-    return jwt.decode(token, key, algorithms=["RS256"], audience="shasta", issuer=stack.cfg.issuer_url)
+    issuer = stack.cfg.mock_issuer_url if mock else stack.cfg.issuer_url
+    return jwt.decode(token, key, algorithms=["RS256"], audience="shasta", issuer=issuer)
 
 
 # ------------------------------------------------------------------ parts running
@@ -326,12 +336,14 @@ def route_probe_to(cluster):
 
 
 def test_stop_and_start_issuer(stack):
+    """The mock issuer down and up again (new keys); Keycloak is another process."""
     stack.stop_issuer()
     assert not port_open(stack.cfg.ports["issuer"])
-    r = stack.gateway_request("GET", "/keycloak/realms/shasta/protocol/openid-connect/certs")
+    r = stack.gateway_request("GET", "/mock/realms/shasta/jwks")
     assert r.status_code == 503
+    assert verify_token(stack, stack.token("admin"))["preferred_username"] == "admin"  # Keycloak's
     stack.start_issuer()
-    assert verify_token(stack, stack.token("admin"))["preferred_username"] == "admin"
+    assert verify_token(stack, stack.control_token("admin"), mock=True)["preferred_username"] == "admin"
 
 
 def test_restart_envoy_reports_a_bad_config(stack):
@@ -358,16 +370,17 @@ def test_control_token_unpublished_key(stack):
 
 
 def test_rotate_keys(stack):
-    old = jwt.get_unverified_header(stack.token("admin"))["kid"]
+    """The mock issuer's rotation (control API), seen through the gateway's /mock/ route."""
+    old = jwt.get_unverified_header(stack.control_token("admin"))["kid"]
     new = stack.rotate_keys(keep_old=True)
-    sig = [k["kid"] for k in gateway_jwks(stack)["keys"] if k["use"] == "sig"]
+    sig = [k["kid"] for k in mock_gateway_jwks(stack)["keys"] if k["use"] == "sig"]
     assert sig[:2] == [new, old]
-    assert jwt.get_unverified_header(stack.token("admin"))["kid"] == new
+    assert jwt.get_unverified_header(stack.control_token("admin"))["kid"] == new
     newest = stack.rotate_keys(keep_old=False)
-    keys = gateway_jwks(stack)["keys"]
+    keys = mock_gateway_jwks(stack)["keys"]
     assert [k["kid"] for k in keys if k["use"] == "sig"] == [newest]
     assert keys[-1]["use"] == "enc"
-    assert verify_token(stack, stack.token("admin"))["preferred_username"] == "admin"
+    assert verify_token(stack, stack.control_token("admin"), mock=True)["preferred_username"] == "admin"
     # an old key can still sign on request (a token whose kid left the JWKS)
     assert jwt.get_unverified_header(stack.control_token(kid=old))["kid"] == old
 
