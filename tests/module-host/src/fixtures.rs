@@ -91,6 +91,14 @@ pub fn jwks_cluster() -> String {
         .to_string()
 }
 
+/// The JWKS path of the first issuer (envoy/envoy.yaml: Keycloak's certs path).
+pub fn jwks_path() -> String {
+    config_json()["issuers"][0]["jwks"]["path"]
+        .as_str()
+        .expect("jwks path")
+        .to_string()
+}
+
 pub fn rgw_cluster() -> String {
     config_json()["rgw"]["cluster"]
         .as_str()
