@@ -303,7 +303,7 @@ def test_a_vm_that_really_crashes_fails_closed_and_is_reloaded(stack):
 
     url = stack.cfg.gateway_http_url
     with stack.envoy_variant(envoy_patch=use_crash_build):
-        token = stack.control_token(username="admin")
+        token = stack.token("admin")
         # Control: the crash build mints like the release build.
         assert (
             requests.put(url + TOKEN_PATH, headers={"Authorization": f"Bearer {token}"}, timeout=10).status_code == 201

@@ -38,13 +38,13 @@ def delta(before, after, name) -> int:
 
 
 def test_off_by_default_every_request_mints(stack):
-    token = stack.control_token(username="admin")
+    token = stack.token("admin")
     assert key_id(mint(stack, token)) != key_id(mint(stack, token))
 
 
 def test_reused_credentials_are_the_same_and_work(stack):
     with stack.envoy_variant(plugin_overrides=REUSE):
-        token = stack.control_token(username="admin")
+        token = stack.token("admin")
         s = requests.Session()
         url = stack.cfg.gateway_http_url + TOKEN_PATH
         before = counters(stack)
@@ -65,7 +65,7 @@ def test_reused_credentials_are_the_same_and_work(stack):
         s3.list_buckets()
         # Another scope of the same caller is another caller; every request is still authorized.
         assert key_id(mint(stack, token, tenant="blue")) not in ids
-        assert mint(stack, stack.control_token(username="user")).status_code == 403
+        assert mint(stack, stack.token("user")).status_code == 403
 
 
 def test_concurrent_requests_of_one_caller_share_rgw_calls(stack):
@@ -78,7 +78,7 @@ def test_concurrent_requests_of_one_caller_share_rgw_calls(stack):
         stack.envoy_variant(plugin_overrides=overrides, extra_clusters=[Stack.cluster("slow_rgw", srv.port)]),
     ):
         srv.behave("slow", delay=0.5)
-        token = stack.control_token(username="testuser")
+        token = stack.token("testuser")
         before = counters(stack)
         # All 16 leave together, so some arrive while their worker's RGW call is in flight.
         start = threading.Barrier(16)
@@ -133,7 +133,7 @@ def test_callers_without_sub_never_share(stack):
             caller = "admin-a" if 'caller="admin-a"' in ln else "admin-b"
             assert f"session={caller}-" in ln and "outcome=minted" in ln, ln
         # Positive control: with a `sub`, the same caller does reuse.
-        t = stack.control_token(username="admin")
+        t = stack.token("admin")
         assert key_id(s.put(url, headers={"Authorization": f"Bearer {t}"}, timeout=10)) == key_id(
             s.put(url, headers={"Authorization": f"Bearer {t}"}, timeout=10)
         )

@@ -83,7 +83,7 @@ def tenant_admin_token(stack, tenant: str) -> str:
 def other_bucket(stack):
     """A bucket outside every tenant's space, made with unscoped admin credentials."""
     name = "green-" + secrets.token_hex(4)
-    s3 = s3_of(stack, mint(stack, stack.control_token(username="admin")))
+    s3 = s3_of(stack, mint(stack, stack.token("admin")))
     s3.create_bucket(Bucket=name)
     s3.put_object(Bucket=name, Key="k", Body=b"green data")
     return name
@@ -132,7 +132,7 @@ def operations_on(s3, bucket: str) -> list:
 def test_cray_cli_admin_with_a_tenant_keeps_full_access_by_default(stack, other_bucket):
     """`cray init --tenant blue`: the CLI sends the header on the token call too. By default
     the admin gets what the old token service gave (it ignored the header)."""
-    token = stack.control_token(username="admin")
+    token = stack.token("admin")
     r = mint(stack, token, tenant="blue")
     s3 = cray_cli_s3(r)
     names = [b["Name"] for b in cray_cli_s3(r, "us-east-1").list_buckets()["Buckets"]]  # buckets list
@@ -157,7 +157,7 @@ def test_listed_tenants(stack, other_bucket):
     """One Envoy variant (LISTED) for every check that needs listed tenants."""
     with stack.envoy_variant(plugin_overrides=LISTED):
         # Admins scoped by option; tenant admins to their own listed tenant only.
-        assert_scoped_to(s3_of(stack, mint(stack, stack.control_token(username="admin"), "blue")), "blue", other_bucket)
+        assert_scoped_to(s3_of(stack, mint(stack, stack.token("admin"), "blue")), "blue", other_bucket)
         blue_token = tenant_admin_token(stack, "blue")
         assert_scoped_to(s3_of(stack, mint(stack, blue_token, "blue")), "blue", other_bucket)
         r = mint(stack, blue_token, tenant="red")
@@ -210,7 +210,7 @@ def test_listed_tenants(stack, other_bucket):
         assert lines and "tenant=blue " in lines[-1] and "@blue-" in lines[-1], lines
 
         # Ambiguous requests: never resolved silently.
-        admin = stack.control_token(username="admin")
+        admin = stack.token("admin")
         assert raw_put(stack, admin, [("Cray-Tenant-Name", "red"), ("Cray-Tenant-Name", "blue")]) == 400
         r = mint(stack, admin, tenant="blue", path=TOKEN_PATH + "?tenant=red")
         assert r.status_code == 400 and "differ" in r.json()["detail"], r.text
@@ -221,7 +221,7 @@ def test_listed_tenants(stack, other_bucket):
 
 
 def test_unscoped_admin_still_reaches_everything(stack, other_bucket):
-    s3 = s3_of(stack, mint(stack, stack.control_token(username="admin")))
+    s3 = s3_of(stack, mint(stack, stack.token("admin")))
     assert s3.get_object(Bucket=other_bucket, Key="k")["Body"].read() == b"green data"
     # The positive controls of the scoped list_objects_v2 and delete_object refusals: unscoped
     # credentials list the bucket and delete in it (a key of their own: "k" stays for the others).
@@ -253,13 +253,13 @@ def raw_put(stack, token: str, headers: list[tuple[str, str]]) -> int:
 
 
 def test_others_are_refused_and_bad_names_too(stack):
-    r = mint(stack, stack.control_token(username="user"), tenant="blue")
+    r = mint(stack, stack.token("user"), tenant="blue")
     assert r.status_code == 403, r.text
     for bad in ["Blue", "a", "-blue", "blue_x", "b" * 254]:
-        r = mint(stack, stack.control_token(username="admin"), tenant=bad)
+        r = mint(stack, stack.token("admin"), tenant=bad)
         assert r.status_code == 403 and "not a valid tenant name" in r.json()["detail"], (bad, r.text)
     # Two headers: 400 on the default configuration too.
-    admin = stack.control_token(username="admin")
+    admin = stack.token("admin")
     assert raw_put(stack, admin, [("Cray-Tenant-Name", "blue"), ("Cray-Tenant-Name", "blue")]) == 400
     assert raw_put(stack, admin, [("Cray-Tenant-Name", "blue")]) == 201  # positive control
 
