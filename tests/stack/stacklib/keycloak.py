@@ -76,8 +76,9 @@ class KeycloakMixin:
             f"--http-port={cfg.ports['keycloak']}",
             f"--http-management-port={cfg.ports['keycloak_mgmt']}",
             "--https-port=0",
+            # Every URL Keycloak writes (issuer, discovery's endpoints) is the gateway's, as in the
+            # field, whatever URL a request came in by (Envoy's port, or 127.0.0.1 straight).
             f"--hostname=https://{GATEWAY_HOST}{RELATIVE_PATH}",
-            "--hostname-backchannel-dynamic=true",
             f"--db-url={db_url(self.keycloak_dir / 'h2')}",
             f"-Djava.io.tmpdir={self.keycloak_dir / 'tmp'}",
         ]
