@@ -292,18 +292,57 @@ def test_keycloak_rotation_under_load(stack):
 
 
 def test_kid_miss_with_two_sources(stack):
-    """The stack's default configuration (Keycloak and the mock issuer: two JWKS sources): a
-    token of a key Keycloak has just added must mint at once, as with one source. Was a filter
-    bug: the request parked on the unknown kid was verified again when the FIRST source's
-    refetch completed (the mock's, faster), and got 401 before Keycloak's JWKS arrived."""
-    new_id = stack.kc_add_key_provider("rsa-generated", priority=500, name="rsa-two-sources")
-    try:
-        token = stack.token("admin")
-        assert jose(token)[0]["kid"] in {k["kid"] for k in stack.kc_jwks()["keys"]}
-        r = mint(stack, token)
-        assert r.status_code == 201, r.text
-    finally:
-        stack.kc_remove_key_provider(new_id)
+    """The stack's default configuration has two JWKS sources (Keycloak, the mock). A token of a
+    key Keycloak has just added must mint at once, as with one source, also when the other
+    source's refetch (started by the same kid-miss) lands first and changes the keys.
+
+    Made deterministic: Keycloak's JWKS answers 1 s late (a slow proxy), the mock's at once and
+    with a key added. Was a filter bug: the request parked on the unknown kid was verified again
+    when the FIRST source's refetch completed (the mock's) and got 401 before Keycloak's JWKS
+    arrived. The oracle: Keycloak publishes the kid (its JWKS, read here) and the request took at
+    least the delay (it waited for Keycloak's answer, not the mock's)."""
+    from misbehaving import Misbehaving
+
+    delay = 1.0
+    with Misbehaving(upstream=f"http://127.0.0.1:{stack.cfg.ports['keycloak']}") as srv:
+
+        def edit(plugin: dict) -> dict:
+            for issuer in plugin["issuers"]:
+                issuer["jwks"]["min_refetch_seconds"] = 1
+            plugin["issuers"][0]["jwks"]["cluster"] = "slow_keycloak"
+            return plugin
+
+        new_id, rotated = None, False
+        old_mock_kid = next(k["kid"] for k in stack.jwks()["keys"] if k.get("use") == "sig")
+        with stack.envoy_variant(plugin_overrides=edit, extra_clusters=[stack.cluster("slow_keycloak", srv.port)]):
+            try:
+                assert mint(stack, stack.token("admin")).status_code == 201  # through the proxy
+                time.sleep(1.2)  # past min_refetch_seconds since the start-up fetches
+                known = {k["kid"] for k in stack.kc_jwks()["keys"]}
+                # Above every provider earlier tests left, so that the new key signs.
+                top = max(int(p["config"]["priority"][0]) for p in stack.kc_key_providers())
+                new_id = stack.kc_add_key_provider("rsa-generated", priority=top + 100, name="rsa-two-sources")
+                token = stack.token("admin")
+                kid = jose(token)[0]["kid"]
+                assert kid not in known and kid in {k["kid"] for k in stack.kc_jwks()["keys"]}
+                stack.rotate_keys(keep_old=True)  # the mock's refetch will change its keys
+                rotated = True
+                ok = "wasmcustom.sts_gateway_jwks_fetches_ok"
+                fetched = stack.envoy_stats().get(ok, 0)
+                srv.behave("slow", delay=delay)
+                t0 = time.monotonic()
+                r = mint(stack, token)
+                took = time.monotonic() - t0
+                assert r.status_code == 201, f"{r.status_code} after {took:.2f}s: {r.text}"
+                assert took >= delay, took
+                # Both sources refetched on that kid-miss (the case this test is about).
+                assert stack.envoy_stats().get(ok, 0) - fetched >= 2
+            finally:
+                srv.behave("proxy")
+                if new_id is not None:
+                    stack.kc_remove_key_provider(new_id)
+                if rotated:
+                    stack.retire_key(old_mock_kid)
 
 
 # --------------------------------------------------------------------------- algorithms
