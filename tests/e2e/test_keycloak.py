@@ -16,6 +16,7 @@ import sys
 import threading
 import time
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -294,8 +295,8 @@ def test_keycloak_rotation_under_load(stack):
 def test_kid_miss_with_two_sources(stack):
     """The stack's default configuration has two JWKS sources (Keycloak, the mock). A token of a
     key Keycloak has just added must mint at once, as with one source, also when the other
-    source's refetch (started by the same kid-miss, on a filter that refetches every source)
-    lands first and changes the keys.
+    source's refetch (for a mock token of a new mock key, sent meanwhile) lands first and
+    changes the keys.
 
     Made deterministic: Keycloak's JWKS answers 1 s late (a slow proxy), the mock's at once and
     with a key added. Was a filter bug: the request parked on the unknown kid was verified again
@@ -328,18 +329,30 @@ def test_kid_miss_with_two_sources(stack):
                 assert kid not in known and kid in {k["kid"] for k in stack.kc_jwks()["keys"]}
                 stack.rotate_keys(keep_old=True)  # the mock's refetch will change its keys
                 rotated = True
+                # The mock's new key signs it: its kid is unknown too, and parks on the mock's source.
+                mock_token = stack.control_token()
                 ok = "wasmcustom.sts_gateway_jwks_fetches_ok"
                 fetched = stack.envoy_stats().get(ok, 0)
                 srv.behave("slow", delay=delay)
-                t0 = time.monotonic()
-                r = mint(stack, token)
-                took = time.monotonic() - t0
-                assert r.status_code == 201, f"{r.status_code} after {took:.2f}s: {r.text}"
+
+                def timed(t: str) -> tuple[int, float, str]:
+                    t0 = time.monotonic()
+                    r = mint(stack, t)
+                    return r.status_code, time.monotonic() - t0, r.text
+
+                with ThreadPoolExecutor(max_workers=2) as pool:
+                    ours = pool.submit(timed, token)
+                    time.sleep(0.2)  # Keycloak's refetch is on its way (1 s)
+                    theirs = pool.submit(timed, mock_token)
+                    mock_status, mock_took, mock_text = theirs.result()
+                    status, took, text = ours.result()
+                # The mock's refetch landed first and changed its keys (its own request minted
+                # before Keycloak answered); the Keycloak token still waited for Keycloak's.
+                assert mock_status == 201 and mock_took < delay, (mock_status, mock_took, mock_text)
+                assert status == 201, f"{status} after {took:.2f}s: {text}"
                 assert took >= delay, took
-                # Keycloak's source was refetched (the filter of ff54288 refetched both sources and
-                # answered when the mock's landed; a filter that refetches only the token's issuer's
-                # source must still wait for it).
-                assert stack.envoy_stats().get(ok, 0) - fetched >= 1
+                # Both sources were refetched, each for its own waiting request.
+                assert stack.envoy_stats().get(ok, 0) - fetched >= 2
             finally:
                 srv.behave("proxy")
                 if new_id is not None:
