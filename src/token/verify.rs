@@ -156,30 +156,26 @@ fn options(now: u64, source: &Source, policy: &Policy) -> VerificationOptions {
     }
 }
 
-/// The payload is JSON whose objects, at every depth, name each key once.
+/// The token's payload bytes (base64url-decoded), not yet trusted.
+fn payload(token: &str) -> Option<Vec<u8>> {
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use base64::Engine;
+    URL_SAFE_NO_PAD.decode(token.split('.').nth(1)?).ok()
+}
+
 /// The `iss` of a token whose signature is not checked yet: only to choose which issuer's keys
 /// to wait for, never to accept anything.
 fn unverified_issuer(token: &str) -> Option<String> {
-    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-    use base64::Engine;
     #[derive(serde::Deserialize)]
     struct Iss {
         iss: Option<String>,
     }
-    let payload = URL_SAFE_NO_PAD.decode(token.split('.').nth(1)?).ok()?;
-    serde_json::from_slice::<Iss>(&payload).ok()?.iss
+    serde_json::from_slice::<Iss>(&payload(token)?).ok()?.iss
 }
 
+/// The payload is JSON whose objects, at every depth, name each key once.
 fn payload_has_unique_keys(token: &str) -> bool {
-    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-    use base64::Engine;
-    let Some(payload) = token.split('.').nth(1) else {
-        return false;
-    };
-    match URL_SAFE_NO_PAD.decode(payload) {
-        Ok(bytes) => serde_json::from_slice::<UniqueKeys>(&bytes).is_ok(),
-        Err(_) => false,
-    }
+    payload(token).is_some_and(|bytes| serde_json::from_slice::<UniqueKeys>(&bytes).is_ok())
 }
 
 /// Deserializes any JSON, failing on a key that repeats within one object. Depth is bounded by

@@ -89,11 +89,12 @@ impl Gateway {
             Step::AwaitKeys { source } => {
                 let version = self.worker.keys_versions().get(source).copied();
                 let deadline = now.saturating_add(self.worker.max_wait_ms());
-                let parked = version.map(|v| {
+                let parked = version.is_some_and(|v| {
                     self.parking
                         .park(ctx, ask, (source, v), started_ms, deadline)
+                        .is_ok()
                 });
-                if !matches!(parked, Some(Ok(()))) {
+                if !parked {
                     // Full: a flood of unknown kids is refused rather than held.
                     let reply = self.worker.reply(&Error::InvalidToken(
                         "signing key (kid) not published by the issuer",

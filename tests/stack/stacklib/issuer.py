@@ -5,13 +5,12 @@ from __future__ import annotations
 import base64
 import json
 import os
-import subprocess
 import urllib.error
 import urllib.request
 from typing import Any
 
 from .config import CLIENT_ID, ISSUER_DIR, StackError
-from .procs import http_get, log, port_open, wait_for
+from .procs import http_get, log, port_open, spawn, wait_for
 
 
 def b64url(data: bytes) -> str:
@@ -35,16 +34,7 @@ class IssuerMixin:
             ISSUER_CONTROL_PORT=str(self.cfg.ports["control"]),
             ISSUER_CLIENT_ID=CLIENT_ID,
         )
-        with open(logf, "ab") as out:
-            p = subprocess.Popen(
-                [self.cfg.node_bin, "issuer.js", f"--stack-dir={self.cfg.state_dir}/"],
-                cwd=ISSUER_DIR,
-                env=env,
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
+        p = spawn([self.cfg.node_bin, "issuer.js", f"--stack-dir={self.cfg.state_dir}/"], ISSUER_DIR, env, logf)
         self._procs.append(p)
         self.issuer.pidfile.write_text(f"{p.pid}\n")
         wait_for(

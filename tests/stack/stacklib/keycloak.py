@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
 import time
 import urllib.error
 import urllib.parse
@@ -24,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from .config import GATEWAY_HOST, REALM, REPO, StackError
-from .procs import http_get, log, port_open, wait_for
+from .procs import http_get, log, port_open, spawn, wait_for
 
 KEYCLOAK_VERSION = "26.5.6"
 KEYCLOAK_CACHE = REPO / "target" / "keycloak"
@@ -105,16 +104,7 @@ class KeycloakMixin:
             JAVA_OPTS_KC_HEAP="-Xms64m -Xmx512m",
             JAVA_OPTS_APPEND="-XX:TieredStopAtLevel=1",
         )
-        with open(logf, "ab") as out:
-            p = subprocess.Popen(
-                self.keycloak_args(),
-                cwd=self.keycloak_dir,
-                env=env,
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
+        p = spawn(self.keycloak_args(), self.keycloak_dir, env, logf)
         self._procs.append(p)
         self.keycloak.pidfile.write_text(f"{p.pid}\n")
         wait_for(

@@ -102,6 +102,21 @@ def proc_cmdline(pid: int) -> str:
         return ""
 
 
+def spawn(args: list[str], cwd: Path | str, env: dict[str, str], logf: Path | str) -> subprocess.Popen:
+    """A part of the stack in its own session (so it can be stopped as a group), its output
+    appended to `logf`."""
+    with open(logf, "ab") as out:
+        return subprocess.Popen(
+            args,
+            cwd=cwd,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+
 def run(cmd: list[str], input: str | None = None, check: bool = True, timeout: float = 60) -> str:
     r = subprocess.run(cmd, input=input, capture_output=True, text=True, timeout=timeout)
     if check and r.returncode != 0:
